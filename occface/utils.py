@@ -1,0 +1,160 @@
+"""Small shared helpers: run metadata for result files, atomic writes, a console progress bar."""
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+from occface.paths import REPO_ROOT
+
+
+def git_commit():
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or ``None``."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+        return head + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_metadata(settings=None):
+    """The common part of every result file: settings, commit, versions, machine, time.
+
+    Parameters
+    ----------
+    settings : dict, optional
+        The exact settings of the run (flags, seed, data paths); stored under ``"settings"``.
+    """
+    import numpy as np
+    meta = {
+        "settings": dict(settings or {}),
+        "git_commit": git_commit(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpu_count": os.cpu_count()},
+    }
+    try:
+        import tensorflow as tf
+        import keras
+        meta["tensorflow"] = tf.__version__
+        meta["keras"] = keras.__version__
+    except ImportError:  # pragma: no cover - TF is a hard requirement in practice
+        pass
+    return meta
+
+
+def write_atomic(path, data, mode="w"):
+    """Write ``data`` to ``path`` so that a reader sees either the old file or the whole new one.
+
+    The data goes to a temporary file in the same directory, is flushed and fsync'ed, then renamed
+    over ``path`` (``os.replace`` is atomic on POSIX).
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj):
+    """Atomically write ``obj`` as indented JSON (numpy scalars/arrays converted)."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    import numpy as np
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, pathlib.Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class ProgressBar:
+    """A one-line console progress bar with rate and ETA, for tools (library code never prints).
+
+    Parameters
+    ----------
+    total : int or None
+        Number of items expected; ``None`` shows only the count and rate.
+    desc : str
+        Label shown before the bar.
+    stream : file-like
+        Where to draw; defaults to ``sys.stderr``. Redraws at most every ``min_interval`` seconds.
+    """
+
+    def __init__(self, total=None, desc="", stream=None, min_interval=0.2, unit="it"):
+        self.total = total
+        self.desc = desc
+        self.stream = stream or sys.stderr
+        self.min_interval = min_interval
+        self.unit = unit
+        self.count = 0
+        self.postfix = ""
+        self._start = time.monotonic()
+        self._last_draw = 0.0
+
+    def update(self, n=1, postfix=None):
+        self.count += n
+        if postfix is not None:
+            self.postfix = postfix
+        now = time.monotonic()
+        if now - self._last_draw >= self.min_interval or (self.total and self.count >= self.total):
+            self._draw(now)
+
+    def _draw(self, now):
+        self._last_draw = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = self.count / elapsed
+        if self.total:
+            frac = min(self.count / self.total, 1.0)
+            filled = int(frac * 24)
+            eta = (self.total - self.count) / rate if rate > 0 else float("inf")
+            text = (f"\r{self.desc} [{'#' * filled}{'.' * (24 - filled)}] {self.count}/{self.total} "
+                    f"{rate:.1f} {self.unit}/s ETA {_fmt_seconds(eta)}")
+        else:
+            text = f"\r{self.desc} {self.count} {rate:.1f} {self.unit}/s {_fmt_seconds(elapsed)}"
+        if self.postfix:
+            text += f" {self.postfix}"
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self):
+        self._draw(time.monotonic())
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _fmt_seconds(seconds):
+    if seconds == float("inf"):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
