@@ -5,10 +5,21 @@ always present, so a missing directory is a failure there; elsewhere such tests 
 """
 import os
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import numpy as np
 import pytest
 
+import tensorflow as tf
+
 from occface.paths import data_root as _data_root
+
+# Two logical CPU devices for the whole test session, so tf.distribute.MirroredStrategy tests can
+# run replicas on this 2-core machine. This must happen before TensorFlow initialises its devices,
+# i.e. here, before any test runs. Single-device code is unaffected (it uses /CPU:0).
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
 @pytest.fixture(scope="session")
