@@ -16,8 +16,10 @@ class ArcFace(keras.layers.Layer):
     **Fallback when θ_y + m > π** (insightface's form). ``cos(θ + m)`` stops decreasing in θ
     once ``θ + m > π``, which would *reward* pushing the embedding further from its class.
     Therefore, when ``cos θ_y <= cos(π − m)`` (i.e. ``θ_y >= π − m``),
-    ``φ = cos θ_y − m · sin(π − m)`` (= ``cos θ_y − m·sin m``) instead: a linear, monotone
-    CosFace-like penalty that meets ``cos(θ+m)`` continuously at ``θ = π − m``.
+    ``φ = cos θ_y − m · sin(π − m)`` (= ``cos θ_y − m·sin m``) instead: a CosFace-like
+    penalty that keeps the target logit decreasing in θ over all of ``[0, π]``. (At
+    ``θ = π − m`` it steps from ``−1`` down to ``−cos m − m·sin m``, ≈ −1.117 for m = 0.5;
+    this is insightface's behaviour, kept for comparability.)
     With ``easy_margin=True`` the margin is applied only where ``cos θ_y > 0``
     (``φ = cos θ_y`` elsewhere).
 
@@ -96,7 +98,7 @@ class ArcFace(keras.layers.Layer):
         embeddings, labels = inputs
         cos = self.cosine(embeddings)
         m = self.margin
-        sin = ops.sqrt(ops.clip(1.0 - ops.square(cos), 1e-7, 1.0))
+        sin = ops.sqrt(ops.clip(1.0 - ops.square(cos), 1e-12, 1.0))
         phi = cos * math.cos(m) - sin * math.sin(m)
         if self.easy_margin:
             phi = ops.where(cos > 0.0, phi, cos)
