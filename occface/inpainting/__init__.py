@@ -1,0 +1,40 @@
+"""ID-GAN: identity-diversity inpainting of occluded faces (Ge et al., IEEE TCSVT 2020).
+
+Pieces:
+
+* generator G — :func:`build_generator` (inputs ``[image, mask]``, 1 = hole; output the completed
+  face ``M⊙G + (1−M)⊙X`` in [0, 255]);
+* WGAN-GP critics — :func:`build_global_critic`, :func:`build_local_critic`, with
+  :func:`hole_boxes` / :func:`crop_hole_patch` for the local patch and :func:`gradient_penalty`;
+* losses — :func:`discounted_reconstruction_loss` (with :func:`spatial_discount_weights`),
+  :func:`structure_loss` (face parser S: :func:`build_face_parser`, trained on
+  :func:`parsing_labels_from_landmarks` by :func:`train_face_parser`), :func:`instance_loss`,
+  :func:`identity_diversity_loss` (Eq. 5) with :func:`identity_centroids`;
+* the frozen recognizer adapter :class:`RecognizerFeatures`;
+* classical baselines :func:`classical_inpaint` (OpenCV Telea / Navier–Stokes).
+"""
+
+from occface.inpainting.classical import classical_inpaint
+from occface.inpainting.critics import (build_global_critic, build_local_critic, crop_hole_patch,
+                                        hole_boxes, patch_box_origin)
+from occface.inpainting.generator import (HoleComposite, HoleFill, build_generator,
+                                          generator_with_raw_output)
+from occface.inpainting.identity import RecognizerFeatures, identity_centroids
+from occface.inpainting.losses import (critic_wasserstein_loss, discounted_reconstruction_loss,
+                                       generator_adversarial_loss, gradient_penalty, hole_distance,
+                                       identity_diversity_loss, instance_loss,
+                                       spatial_discount_weights, structure_loss)
+from occface.inpainting.parsing import (PARSING_CLASSES, augment_face_and_landmarks,
+                                        build_face_parser, parsing_labels_from_landmarks,
+                                        parsing_mean_iou, predict_parsing, train_face_parser)
+
+__all__ = [
+    "PARSING_CLASSES", "HoleComposite", "HoleFill", "RecognizerFeatures",
+    "augment_face_and_landmarks", "build_face_parser", "build_generator", "build_global_critic",
+    "build_local_critic", "classical_inpaint", "critic_wasserstein_loss", "crop_hole_patch",
+    "discounted_reconstruction_loss", "generator_adversarial_loss", "generator_with_raw_output",
+    "gradient_penalty", "hole_boxes", "hole_distance", "identity_centroids",
+    "identity_diversity_loss", "instance_loss", "parsing_labels_from_landmarks",
+    "parsing_mean_iou", "patch_box_origin", "predict_parsing", "spatial_discount_weights",
+    "structure_loss", "train_face_parser",
+]
