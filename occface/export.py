@@ -1,0 +1,475 @@
+"""SavedModel export for TF Serving: named signatures, versioned layout, atomic writes, self-check.
+
+Three kinds of export, all loadable by TF Serving or by ``tf.saved_model.load`` in a program that
+has never heard of occface (the custom layers are traced into the graph):
+
+``embed``
+    ``embed(images: uint8 [N, 112, 112, 3]) -> {"embeddings": float32 [N, D]}``: aligned RGB faces
+    in, L2-normalised embeddings out. Resizing to the model's own input size, normalisation and
+    flip-test (embedding of the face + embedding of its mirror image) happen inside the graph.
+    ``verify(faces_a, faces_b) -> {"scores", "same", "threshold"}``: cosine similarity of the two
+    batches, row by row, and the decision at the threshold stored in the export.
+``inpaint``
+    ``inpaint(images: uint8 [N, S, S, 3], masks: float32 [N, S, S, 1]) -> {"inpainted": uint8}``
+    with mask 1 = hole.
+``cascade``
+    Everything above plus ``verify_masked(faces_a, faces_b, masks_a, masks_b)``, which inpaints a
+    face before embedding it when its mask is non-empty and the stored policy says inpainting helps.
+
+Layout: ``export_dir/<version>/`` (TF Serving's convention) with ``assets.extra/occface.json``
+holding the metadata (threshold and how it was calibrated, model settings, policy evidence, git
+commit). A version is written to a hidden temporary directory and renamed into place, so a killed
+export never leaves a half-written model where a server would pick it up, and an existing version is
+only replaced when ``overwrite=True``.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ALIGNED_SIZE = 112
+METADATA_FILE = os.path.join("assets.extra", "occface.json")
+
+
+class ExportError(RuntimeError):
+    """Raised when an export cannot be written or fails its self-check."""
+
+
+# --------------------------------------------------------------------------------------------
+# Versioned, atomic directory handling
+# --------------------------------------------------------------------------------------------
+
+def existing_versions(export_dir):
+    """Sorted list of the integer version sub-directories of ``export_dir`` (TF Serving layout)."""
+    export_dir = pathlib.Path(export_dir)
+    if not export_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in export_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resolve_version(export_dir, version=None, overwrite=False):
+    """Pick the version number to write and check that writing it is allowed.
+
+    Parameters
+    ----------
+    export_dir : str or Path
+        The model's base path (what ``tensorflow_model_server --model_base_path`` points at).
+    version : int or None
+        Explicit version; ``None`` means one more than the newest existing version (1 if none).
+    overwrite : bool
+        Allow replacing an existing version.
+
+    Raises
+    ------
+    ExportError
+        If the version exists and ``overwrite`` is false, or ``version`` is not a positive int.
+    """
+    if version is None:
+        versions = existing_versions(export_dir)
+        return (versions[-1] + 1) if versions else 1
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ExportError(f"export version must be a positive integer, got {version!r}")
+    target = pathlib.Path(export_dir) / str(int(version))
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass overwrite=True (--overwrite) to replace "
+                          "it, or choose another version")
+    return int(version)
+
+
+def _write_version_atomically(export_dir, version, write_fn, overwrite):
+    """Run ``write_fn(tmp_dir)`` and move the finished directory to ``export_dir/<version>``."""
+    export_dir = pathlib.Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    target = export_dir / str(version)
+    _remove_stale_temporaries(export_dir)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=export_dir))
+    try:
+        write_fn(tmp)
+        if target.exists():
+            if not overwrite:  # appeared while we were writing
+                raise ExportError(f"{target} appeared during the export; not overwritten")
+            old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _remove_stale_temporaries(export_dir):
+    """Delete ``.tmp-*`` / ``.old-*`` directories left by exports whose process has died."""
+    for entry in pathlib.Path(export_dir).iterdir():
+        parts = entry.name.split("-")
+        if entry.is_dir() and parts[0] in (".tmp", ".old") and len(parts) >= 4 \
+                and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_metadata(version_dir):
+    """The ``occface.json`` metadata dict stored with an export (``{}`` if absent)."""
+    path = pathlib.Path(version_dir) / METADATA_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def latest_version_dir(path):
+    """Given a base path or a version directory, return the directory holding ``saved_model.pb``."""
+    path = pathlib.Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = existing_versions(path)
+    if not versions:
+        raise FileNotFoundError(f"no SavedModel found at {path} (no saved_model.pb and no numbered "
+                                "version sub-directories)")
+    return path / str(versions[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# Graph functions
+# --------------------------------------------------------------------------------------------
+
+def _model_input_size(model):
+    shape = model.input_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    if len(shape) != 4 or shape[3] != 3:
+        raise ExportError(f"expected an image model with input (N, H, W, 3), got {shape}")
+    return int(shape[1]), int(shape[2])
+
+
+def make_embed_fn(model, flip_test=True, aligned_size=ALIGNED_SIZE):
+    """Graph function: uint8 aligned faces ``(N, s, s, 3)`` → L2-normalised embeddings ``(N, D)``.
+
+    The face is resized (bilinear, antialiased) to the model's input size when that differs from
+    ``aligned_size``; with ``flip_test`` the embeddings of the face and of its mirror image are
+    summed before normalisation.
+    """
+    import tensorflow as tf
+
+    height, width = _model_input_size(model)
+
+    def embed(images):
+        x = tf.cast(images, tf.float32)
+        if (height, width) != (aligned_size, aligned_size):
+            x = tf.image.resize(x, (height, width), method="bilinear", antialias=True)
+        emb = model(x, training=False)
+        if flip_test:
+            emb = emb + model(tf.reverse(x, axis=[2]), training=False)
+        emb = tf.cast(emb, tf.float32)
+        return tf.math.l2_normalize(emb, axis=1)
+
+    return embed
+
+
+def make_inpaint_fn(generator):
+    """Graph function: uint8 images ``(N, S, S, 3)`` + float masks ``(N, S, S, 1)`` (1 = hole)
+    → completed uint8 images; known pixels are copied through exactly."""
+    import tensorflow as tf
+
+    def inpaint(images, masks):
+        x = tf.cast(images, tf.float32)
+        m = tf.cast(masks > 0.5, tf.float32)
+        out = generator([x, m], training=False)
+        out = m * tf.cast(out, tf.float32) + (1.0 - m) * x
+        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+    return inpaint
+
+
+# --------------------------------------------------------------------------------------------
+# Exporters
+# --------------------------------------------------------------------------------------------
+
+def export_model(export_dir, *, kind, recognizer=None, generator=None, version=None,
+                 overwrite=False, flip_test=True, threshold=0.3, inpaint_policy=None,
+                 metadata=None, aligned_size=ALIGNED_SIZE):
+    """Export a recognizer, a generator, or both as one TF-Serving-ready SavedModel version.
+
+    Parameters
+    ----------
+    export_dir : str or Path
+        Base path; the model is written to ``export_dir/<version>/``.
+    kind : {"embed", "inpaint", "cascade"}
+        Which signatures to write (see the module docstring).
+    recognizer : keras.Model, optional
+        Images ``(N, H, W, 3)`` in [0, 255] → embeddings ``(N, D)``; needed for embed/cascade.
+    generator : keras.Model, optional
+        ``[images (N, S, S, 3) in [0, 255], masks (N, S, S, 1)]`` → images; needed for
+        inpaint/cascade. ``S`` must equal ``aligned_size`` for the cascade.
+    version, overwrite
+        See :func:`resolve_version`.
+    flip_test : bool
+        Sum the embeddings of each face and its mirror image inside the graph.
+    threshold : float
+        Cosine-similarity threshold used by ``verify``; store how it was chosen in ``metadata``.
+    inpaint_policy : bool, optional
+        Cascade only: whether ``verify_masked`` inpaints occluded faces before embedding. Record
+        the measured evidence for the choice in ``metadata["cascade_evidence"]``.
+    metadata : dict, optional
+        Extra JSON-serialisable information (calibration, training config, evidence).
+
+    Returns
+    -------
+    pathlib.Path
+        The written version directory.
+    """
+    import keras
+    import tensorflow as tf
+
+    if kind not in ("embed", "inpaint", "cascade"):
+        raise ExportError(f"kind must be one of embed, inpaint, cascade; got {kind!r}")
+    if kind in ("embed", "cascade") and recognizer is None:
+        raise ExportError(f"kind={kind!r} needs a recognizer model")
+    if kind in ("inpaint", "cascade") and generator is None:
+        raise ExportError(f"kind={kind!r} needs an inpainting generator")
+    if kind == "cascade" and inpaint_policy is None:
+        raise ExportError("kind='cascade' needs inpaint_policy (True/False) chosen from measured "
+                          "verification accuracy")
+    version = resolve_version(export_dir, version, overwrite)
+
+    archive = keras.export.ExportArchive()
+    face_spec = lambda name: tf.TensorSpec([None, aligned_size, aligned_size, 3], tf.uint8, name)
+    info = {"kind": kind, "aligned_size": aligned_size, "signatures": {}}
+
+    if recognizer is not None and kind != "inpaint":
+        archive.track(recognizer)
+        embed = make_embed_fn(recognizer, flip_test, aligned_size)
+        threshold_var = tf.Variable(float(threshold), trainable=False, name="verify_threshold")
+        archive.add_variable_collection("verify_threshold", [threshold_var])
+
+        def embed_endpoint(images):
+            return {"embeddings": embed(images)}
+
+        def verify_endpoint(faces_a, faces_b):
+            scores = tf.reduce_sum(embed(faces_a) * embed(faces_b), axis=1)
+            return {"scores": scores, "same": scores >= threshold_var,
+                    "threshold": tf.fill(tf.shape(scores), threshold_var)}
+
+        archive.add_endpoint("embed", embed_endpoint, input_signature=[face_spec("images")])
+        archive.add_endpoint("verify", verify_endpoint,
+                             input_signature=[face_spec("faces_a"), face_spec("faces_b")])
+        info["signatures"]["embed"] = "images uint8 [N,%d,%d,3] -> embeddings float32 [N,D], " \
+                                      "L2-normalised" % (aligned_size, aligned_size)
+        info["signatures"]["verify"] = "faces_a, faces_b uint8 -> scores float32 [N], same bool " \
+                                       "[N], threshold float32 [N]"
+        info.update(threshold=float(threshold), flip_test=bool(flip_test),
+                    model_input_size=list(_model_input_size(recognizer)))
+
+    if generator is not None and kind != "embed":
+        archive.track(generator)
+        gen_h, gen_w = _model_input_size(generator) if not isinstance(generator.input_shape, list) \
+            else tuple(int(v) for v in generator.input_shape[0][1:3])
+        if kind == "cascade" and (gen_h, gen_w) != (aligned_size, aligned_size):
+            raise ExportError(f"cascade needs a {aligned_size}x{aligned_size} generator, got "
+                              f"{gen_h}x{gen_w}")
+        inpaint = make_inpaint_fn(generator)
+        image_spec = tf.TensorSpec([None, gen_h, gen_w, 3], tf.uint8, "images")
+        mask_spec = tf.TensorSpec([None, gen_h, gen_w, 1], tf.float32, "masks")
+        archive.add_endpoint("inpaint", lambda images, masks: {"inpainted": inpaint(images, masks)},
+                             input_signature=[image_spec, mask_spec])
+        info["signatures"]["inpaint"] = "images uint8 [N,S,S,3], masks float32 [N,S,S,1] " \
+                                        "(1 = hole) -> inpainted uint8 [N,S,S,3]"
+
+    if kind == "cascade":
+        use_inpainting = bool(inpaint_policy)
+
+        def prepare(faces, masks):
+            if not use_inpainting:
+                return faces
+            has_hole = tf.reduce_max(masks, axis=[1, 2, 3]) > 0.5
+            filled = inpaint(faces, masks)
+            return tf.where(has_hole[:, None, None, None], filled, faces)
+
+        def verify_masked(faces_a, faces_b, masks_a, masks_b):
+            ea = embed(prepare(faces_a, masks_a))
+            eb = embed(prepare(faces_b, masks_b))
+            scores = tf.reduce_sum(ea * eb, axis=1)
+            return {"scores": scores, "same": scores >= threshold_var,
+                    "threshold": tf.fill(tf.shape(scores), threshold_var)}
+
+        mask_spec = lambda name: tf.TensorSpec([None, aligned_size, aligned_size, 1], tf.float32,
+                                               name)
+        archive.add_endpoint("verify_masked", verify_masked,
+                             input_signature=[face_spec("faces_a"), face_spec("faces_b"),
+                                              mask_spec("masks_a"), mask_spec("masks_b")])
+        info["signatures"]["verify_masked"] = "faces_a, faces_b uint8, masks_a, masks_b float32 " \
+                                              "(1 = occluded) -> scores, same, threshold"
+        info["inpaint_occluded_faces"] = use_inpainting
+
+    from occface.utils import run_metadata
+    info["occface"] = run_metadata(metadata or {})
+
+    def write(tmp_dir):
+        archive.write_out(str(tmp_dir), verbose=False)
+        meta_path = pathlib.Path(tmp_dir) / METADATA_FILE
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        from occface.utils import write_json
+        write_json(meta_path, info)
+
+    return _write_version_atomically(export_dir, version, write, overwrite)
+
+
+# --------------------------------------------------------------------------------------------
+# Self-check in a fresh process without occface
+# --------------------------------------------------------------------------------------------
+
+_CHECK_SCRIPT = r"""
+import os, sys, json
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import tensorflow as tf
+version_dir, inputs_path, outputs_path = sys.argv[1:4]
+loaded = tf.saved_model.load(version_dir)
+inputs = np.load(inputs_path, allow_pickle=False)
+calls = json.loads(str(inputs["__calls__"]))
+out = {}
+for signature, arg_names in calls.items():
+    fn = loaded.signatures[signature]
+    result = fn(**{name: tf.constant(inputs[signature + "/" + name]) for name in arg_names})
+    for key, value in result.items():
+        out[signature + "/" + key] = value.numpy()
+np.savez(outputs_path, **out)
+print(json.dumps({"occface_imported": "occface" in sys.modules,
+                  "signatures": sorted(loaded.signatures.keys())}))
+"""
+
+
+def run_signatures_in_fresh_process(version_dir, calls, timeout=600):
+    """Load ``version_dir`` with plain TensorFlow in a new Python process and run signatures.
+
+    The process is started with a clean ``sys.path`` (no repository root, no current directory)
+    and the script asserts nothing of occface, so a success shows the export stands alone.
+
+    Parameters
+    ----------
+    calls : dict
+        ``{signature_name: {arg_name: np.ndarray}}``.
+
+    Returns
+    -------
+    outputs : dict
+        ``{signature_name: {output_name: np.ndarray}}``.
+    report : dict
+        ``{"occface_imported": bool, "signatures": [...]}`` from the child process.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = {f"{sig}/{name}": np.asarray(value)
+                  for sig, args in calls.items() for name, value in args.items()}
+        arrays["__calls__"] = np.array(json.dumps({sig: list(args) for sig, args in calls.items()}))
+        inputs_path = os.path.join(tmp, "inputs.npz")
+        outputs_path = os.path.join(tmp, "outputs.npz")
+        np.savez(inputs_path, **arrays)
+        script = os.path.join(tmp, "check_export.py")
+        pathlib.Path(script).write_text(_CHECK_SCRIPT)
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.run([sys.executable, "-I", script, str(version_dir), inputs_path,
+                               outputs_path], capture_output=True, text=True, timeout=timeout,
+                              env=env, cwd=tmp)
+        if proc.returncode != 0:
+            raise ExportError("loading the export in a fresh process failed:\n"
+                              + proc.stderr[-3000:])
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        with np.load(outputs_path) as data:
+            outputs = {}
+            for key in data.files:
+                sig, name = key.split("/", 1)
+                outputs.setdefault(sig, {})[name] = data[key]
+    return outputs, report
+
+
+def check_export(version_dir, *, faces, recognizer=None, generator=None, masks=None,
+                 flip_test=None, tolerance=1e-4):
+    """Reload an export without occface and compare each signature with the Keras model(s).
+
+    Parameters
+    ----------
+    version_dir : str or Path
+        The written version directory.
+    faces : np.ndarray
+        uint8 ``(N, s, s, 3)`` real aligned faces to run through the signatures (``N >= 2``).
+    recognizer, generator : keras.Model, optional
+        The in-process models the export was made from.
+    masks : np.ndarray, optional
+        float ``(N, s, s, 1)`` hole masks for ``inpaint`` / ``verify_masked``.
+    tolerance : float
+        Largest accepted absolute difference (embeddings; inpainted pixels may differ by 1 level
+        from float rounding).
+
+    Returns
+    -------
+    dict
+        ``{signature: max_abs_diff}`` plus ``"occface_imported"`` (must be False).
+
+    Raises
+    ------
+    ExportError
+        If a difference exceeds the tolerance or the child process imported occface.
+    """
+    import tensorflow as tf
+
+    meta = read_metadata(version_dir)
+    signatures = set(meta.get("signatures", {}))
+    faces = np.asarray(faces, np.uint8)
+    if flip_test is None:
+        flip_test = meta.get("flip_test", True)
+    calls, expected = {}, {}
+    if "embed" in signatures:
+        embed = make_embed_fn(recognizer, flip_test, faces.shape[1])
+        calls["embed"] = {"images": faces}
+        expected["embed"] = {"embeddings": embed(tf.constant(faces)).numpy()}
+        calls["verify"] = {"faces_a": faces, "faces_b": faces[::-1].copy()}
+        ea, eb = expected["embed"]["embeddings"], expected["embed"]["embeddings"][::-1]
+        scores = np.sum(ea * eb, axis=1)
+        expected["verify"] = {"scores": scores, "same": scores >= meta["threshold"]}
+    if "inpaint" in signatures:
+        if masks is None:
+            raise ExportError("check_export needs masks for an inpainting export")
+        inpaint = make_inpaint_fn(generator)
+        calls["inpaint"] = {"images": faces, "masks": np.asarray(masks, np.float32)}
+        expected["inpaint"] = {"inpainted": inpaint(tf.constant(faces),
+                                                    tf.constant(masks, tf.float32)).numpy()}
+    outputs, report = run_signatures_in_fresh_process(version_dir, calls)
+    if report["occface_imported"]:
+        raise ExportError("the export check imported occface; the SavedModel is not standalone")
+    diffs = {}
+    for sig, outs in expected.items():
+        worst = 0.0
+        for name, want in outs.items():
+            got = outputs[sig][name]
+            if want.dtype == bool:
+                # a decision may only flip for scores within float noise of the threshold
+                flips = (got != want) & (np.abs(expected["verify"]["scores"] - meta["threshold"])
+                                         > tolerance)
+                worst = max(worst, float(flips.any()))
+            else:
+                worst = max(worst, float(np.max(np.abs(got.astype(np.float64)
+                                                       - want.astype(np.float64)))))
+        diffs[sig] = worst
+        limit = 1.0 if sig == "inpaint" else tolerance
+        if worst > limit:
+            raise ExportError(f"signature {sig!r} differs from the Keras model by {worst:.3g} "
+                              f"(limit {limit})")
+    diffs["occface_imported"] = report["occface_imported"]
+    return diffs

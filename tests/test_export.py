@@ -1,0 +1,147 @@
+"""SavedModel export: signatures vs the Keras model in a process without occface, versioning,
+overwrite refusal and atomicity under SIGKILL."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from occface import export
+
+
+@keras.saving.register_keras_serializable(package="occface_test")
+class _Doubler(keras.layers.Layer):
+    """A custom layer the loading process has no code for."""
+
+    def call(self, x):
+        return x * 2.0
+
+
+def _tiny_recognizer(size=32, dim=8):
+    inp = keras.Input((size, size, 3))
+    h = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    h = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(h)
+    h = _Doubler()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inp, keras.layers.Dense(dim)(h))
+
+
+def _tiny_generator(size=16):
+    img = keras.Input((size, size, 3))
+    mask = keras.Input((size, size, 1))
+    h = keras.layers.Concatenate()([img, mask])
+    out = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid")(h)
+    out = keras.layers.Rescaling(255.0)(out)
+    return keras.Model([img, mask], out)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+
+
+def test_embed_export_matches_keras_in_fresh_process(tmp_path, faces):
+    model = _tiny_recognizer(size=32)  # aligned faces are 16 px here: resize happens in-graph
+    vdir = export.export_model(tmp_path / "m", kind="embed", recognizer=model, threshold=0.25,
+                               aligned_size=16, metadata={"note": "test"})
+    assert vdir == tmp_path / "m" / "1"
+    diffs = export.check_export(vdir, faces=faces, recognizer=model)
+    assert diffs["embed"] < 1e-4 and diffs["occface_imported"] is False
+    meta = export.read_metadata(vdir)
+    assert meta["threshold"] == 0.25 and meta["model_input_size"] == [32, 32]
+    assert meta["occface"]["settings"] == {"note": "test"}
+
+    # The same request body TF Serving's REST API takes: {"signature_name": "embed",
+    # "instances": [<face as nested lists>, ...]} -> run it against the loaded SavedModel.
+    outputs, report = export.run_signatures_in_fresh_process(
+        vdir, {"embed": {"images": np.asarray(faces.tolist(), np.uint8)}})
+    emb = outputs["embed"]["embeddings"]
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # flip-test by hand: sum of the embeddings of the resized face and its mirror
+    x = tf.image.resize(tf.cast(faces, tf.float32), (32, 32), antialias=True)
+    ref = model(x).numpy() + model(x[:, :, ::-1]).numpy()
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(emb, ref, atol=1e-5)
+
+
+def test_verify_signature_decides_at_stored_threshold(tmp_path, faces):
+    model = _tiny_recognizer(size=16)
+    vdir = export.export_model(tmp_path / "m", kind="embed", recognizer=model, threshold=0.9,
+                               aligned_size=16)
+    pair_b = faces.copy()
+    pair_b[1] = faces[2]
+    outputs, _ = export.run_signatures_in_fresh_process(
+        vdir, {"verify": {"faces_a": faces, "faces_b": pair_b}})
+    scores, same = outputs["verify"]["scores"], outputs["verify"]["same"]
+    np.testing.assert_allclose(scores[[0, 2]], 1.0, atol=1e-5)  # identical faces
+    np.testing.assert_array_equal(same, scores >= 0.9)
+    np.testing.assert_allclose(outputs["verify"]["threshold"], 0.9)
+
+
+def test_inpaint_export_keeps_known_pixels(tmp_path, faces):
+    gen = _tiny_generator(16)
+    masks = np.zeros((3, 16, 16, 1), np.float32)
+    masks[:, 4:10, 5:12] = 1
+    vdir = export.export_model(tmp_path / "g", kind="inpaint", generator=gen, aligned_size=16)
+    diffs = export.check_export(vdir, faces=faces, generator=gen, masks=masks)
+    assert diffs["inpaint"] <= 1.0
+    outputs, _ = export.run_signatures_in_fresh_process(
+        vdir, {"inpaint": {"images": faces, "masks": masks}})
+    out = outputs["inpaint"]["inpainted"]
+    known = masks[..., 0] == 0
+    np.testing.assert_array_equal(out[known], faces[known])
+
+
+def test_versions_and_overwrite_refusal(tmp_path):
+    model = _tiny_recognizer(size=16)
+    base = tmp_path / "m"
+    v1 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
+    stamp = (v1 / "saved_model.pb").stat().st_mtime_ns
+    with pytest.raises(export.ExportError, match="already exists.*overwrite"):
+        export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
+    assert (v1 / "saved_model.pb").stat().st_mtime_ns == stamp  # untouched
+    v2 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16)
+    assert v2.name == "2" and export.existing_versions(base) == [1, 2]
+    export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1,
+                        overwrite=True)
+    assert export.existing_versions(base) == [1, 2]
+    assert not [p for p in base.iterdir() if p.name.startswith(".")]  # no leftovers
+    with pytest.raises(export.ExportError, match="positive integer"):
+        export.resolve_version(base, version=0)
+    with pytest.raises(export.ExportError, match="needs a recognizer"):
+        export.export_model(base, kind="embed")
+
+
+def test_killed_export_leaves_no_version(tmp_path):
+    """SIGKILL after the SavedModel files are written but before the rename: no version appears,
+    the earlier version is intact, and the next export succeeds."""
+    base = tmp_path / "m"
+    model = _tiny_recognizer(size=16)
+    export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
+    script = textwrap.dedent(f"""
+        import os, signal, keras
+        from occface import export
+        def die_instead_of_rename(*args):  # the SavedModel is fully written to the temp dir now
+            os.kill(os.getpid(), signal.SIGKILL)
+        export.os.rename = die_instead_of_rename
+        inp = keras.Input((16, 16, 3))
+        model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Flatten()(inp)))
+        export.export_model({str(base)!r}, kind="embed", recognizer=model, aligned_size=16,
+                            version=1, overwrite=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert export.existing_versions(base) == [1]
+    assert [p.name.split("-")[0] for p in base.iterdir() if p.name.startswith(".")] == [".tmp"]
+    # version 1 is still the original model and loads fine
+    outputs, _ = export.run_signatures_in_fresh_process(
+        base / "1", {"embed": {"images": np.zeros((1, 16, 16, 3), np.uint8)}})
+    assert outputs["embed"]["embeddings"].shape == (1, 8)
+    v2 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16)
+    assert v2.name == "2"
+    assert not [p for p in base.iterdir() if p.name.startswith(".")]  # the dead run's temp is gone
