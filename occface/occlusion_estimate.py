@@ -1,0 +1,166 @@
+"""Where is a face hidden? A small segmentation net for occlusion masks on aligned faces.
+
+Real photos come without occlusion masks, yet the inpainting cascade needs one and the verify tool
+should say when a face is covered. :func:`build_occlusion_segmenter` is a compact encoder–decoder
+(≈60 k parameters) that maps an aligned face ``(N, S, S, 3)`` in [0, 255] to per-pixel occlusion
+probabilities ``(N, S, S, 1)``. It is trained on synthetic occlusions made by
+:func:`occface.data.occlude` (face-mask templates, sunglasses bands, blocks, half-face covers) on
+identity-disjoint LFW faces (:func:`train_occlusion_segmenter`), and checked on the real masked
+faces of RMFRD (``benchmarks/occlusion_estimate.py``).
+
+:class:`OcclusionEstimator` turns the probability map into a verdict: the occluded fraction of the
+face region and a coarse kind (``mask``/``lower``, ``sunglasses``/``upper``, ``left``, ``right``,
+``block``) from where the occluded pixels lie.
+"""
+
+import pathlib
+
+import numpy as np
+
+from occface.paths import ASSETS_DIR
+
+DEFAULT_WEIGHTS = ASSETS_DIR / "occlusion_segmenter" / "segmenter.keras"
+
+
+def build_occlusion_segmenter(image_size=112, width=16, name="occlusion_segmenter"):
+    """A small U-Net: aligned faces → occlusion probability per pixel.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square aligned input (divisible by 8).
+    width : int
+        Channels of the first level (doubles at each of the 3 downsamplings).
+
+    Returns
+    -------
+    keras.Model
+        ``(N, S, S, 3)`` float in [0, 255] → ``(N, S, S, 1)`` float in (0, 1).
+    """
+    import keras
+    from keras import layers
+
+    if image_size % 8:
+        raise ValueError(f"image_size must be divisible by 8, got {image_size}")
+    inp = keras.Input((image_size, image_size, 3), name="faces")
+    x = layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    skips = []
+    for level in range(3):
+        ch = width * 2 ** level
+        x = layers.Conv2D(ch, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(ch, 3, padding="same", activation="relu")(x)
+        skips.append(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(width * 8, 3, padding="same", activation="relu", dilation_rate=2)(x)
+    for level in reversed(range(3)):
+        ch = width * 2 ** level
+        x = layers.UpSampling2D()(x)
+        x = layers.Concatenate()([x, skips[level]])
+        x = layers.Conv2D(ch, 3, padding="same", activation="relu")(x)
+    out = layers.Conv2D(1, 1, activation="sigmoid", name="occlusion")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def face_region(size=112):
+    """Boolean ``(size, size)`` map of the face area of an aligned crop (an ellipse around the
+    ArcFace template), where occlusion is counted."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size * 112.0
+    return (((xx - 56.0) / 40.0) ** 2 + ((yy - 66.0) / 52.0) ** 2) <= 1.0
+
+
+def describe_mask(mask, threshold=0.05):
+    """Occluded fraction and coarse kind from a binary occlusion mask on an aligned face.
+
+    Parameters
+    ----------
+    mask : np.ndarray, shape (S, S), bool or {0, 1}
+        1 = occluded.
+    threshold : float
+        Fraction of the face region above which the face counts as occluded.
+
+    Returns
+    -------
+    dict
+        ``occluded`` (bool), ``fraction`` (of the face region), ``kind`` (``None`` if not
+        occluded; else ``"lower"`` — e.g. a face mask —, ``"upper"`` — e.g. sunglasses —,
+        ``"left"``, ``"right"``, or ``"block"`` when no half dominates), and the fractions per
+        half: ``upper``, ``lower``, ``left``, ``right``.
+    """
+    mask = np.asarray(mask).astype(bool)
+    size = mask.shape[0]
+    region = face_region(size)
+    occ = mask & region
+    fraction = float(occ.sum() / region.sum())
+    eye_line = int(round(size * 0.55))   # between eyes (y≈52/112) and nose tip (y≈72/112)
+    mid = size // 2
+    halves = {
+        "upper": occ[:eye_line].sum() / max(region[:eye_line].sum(), 1),
+        "lower": occ[eye_line:].sum() / max(region[eye_line:].sum(), 1),
+        "left": occ[:, :mid].sum() / max(region[:, :mid].sum(), 1),
+        "right": occ[:, mid:].sum() / max(region[:, mid:].sum(), 1),
+    }
+    halves = {k: float(v) for k, v in halves.items()}
+    kind = None
+    if fraction >= threshold:
+        vertical = max(halves["upper"], halves["lower"]) / max(min(halves["upper"],
+                                                                   halves["lower"]), 1e-6)
+        horizontal = max(halves["left"], halves["right"]) / max(min(halves["left"],
+                                                                    halves["right"]), 1e-6)
+        if max(vertical, horizontal) < 2.0:
+            kind = "block"
+        elif vertical >= horizontal:
+            kind = "upper" if halves["upper"] > halves["lower"] else "lower"
+        else:
+            kind = "left" if halves["left"] > halves["right"] else "right"
+    return {"occluded": fraction >= threshold, "fraction": fraction, "kind": kind, **halves}
+
+
+class OcclusionEstimator:
+    """Callable: aligned RGB face ``(S, S, 3)`` uint8 → occlusion verdict and mask.
+
+    Parameters
+    ----------
+    model : keras.Model or str or path
+        A segmenter from :func:`build_occlusion_segmenter` or the path of its ``.keras`` file.
+    threshold : float
+        Occluded fraction of the face region above which the face counts as occluded.
+    """
+
+    def __init__(self, model=DEFAULT_WEIGHTS, threshold=0.05):
+        import keras
+        if isinstance(model, (str, pathlib.Path)):
+            path = pathlib.Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"occlusion segmenter weights not found: {path}")
+            model = keras.saving.load_model(str(path), compile=False)
+        self.model = model
+        self.size = int(model.input_shape[1])
+        self.threshold = threshold
+
+    def masks(self, faces):
+        """Binary occlusion masks ``(N, S, S)`` uint8 for aligned faces ``(N, s, s, 3)``."""
+        import cv2
+        faces = np.asarray(faces)
+        if faces.ndim == 3:
+            faces = faces[None]
+        if faces.shape[1] != self.size:
+            faces = np.stack([cv2.resize(f, (self.size, self.size),
+                                         interpolation=cv2.INTER_AREA) for f in faces])
+        prob = self.model.predict_on_batch(faces.astype(np.float32))[..., 0]
+        return (prob > 0.5).astype(np.uint8)
+
+    def estimate(self, face):
+        """``(verdict dict as in :func:`describe_mask`, mask (S, S) uint8)`` for one face."""
+        mask = self.masks(face)[0]
+        return describe_mask(mask, self.threshold), mask
+
+    def __call__(self, face):
+        """The JSON-friendly verdict of :func:`describe_mask` for one aligned face."""
+        return self.estimate(face)[0]
+
+
+def default_occlusion_estimator():
+    """The shipped segmenter, or ``None`` (with no error) when its weights are not installed."""
+    if not DEFAULT_WEIGHTS.is_file():
+        return None
+    return OcclusionEstimator(DEFAULT_WEIGHTS)

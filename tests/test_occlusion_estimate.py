@@ -1,0 +1,57 @@
+"""Occlusion verdicts from masks on aligned faces, and the segmenter's shapes."""
+import numpy as np
+import pytest
+
+from occface.occlusion_estimate import (OcclusionEstimator, build_occlusion_segmenter,
+                                        describe_mask, face_region)
+
+
+def test_face_region_is_centred_ellipse():
+    region = face_region(112)
+    assert region[66, 56] and not region[0, 0] and not region[111, 111]
+    # symmetric left/right about the template's vertical axis x = 56
+    assert np.array_equal(region[:, 16:56], region[:, 57:97][:, ::-1])
+
+
+@pytest.mark.parametrize("rows,cols,kind", [
+    (slice(80, 112), slice(0, 112), "lower"),      # a face mask
+    (slice(40, 60), slice(0, 112), "upper"),       # sunglasses band
+    (slice(0, 112), slice(0, 56), "left"),
+    (slice(0, 112), slice(56, 112), "right"),
+    (slice(40, 90), slice(30, 82), "block"),       # centred block: no half dominates
+])
+def test_describe_mask_kinds(rows, cols, kind):
+    mask = np.zeros((112, 112), np.uint8)
+    mask[rows, cols] = 1
+    verdict = describe_mask(mask)
+    assert verdict["occluded"] and verdict["kind"] == kind
+    region = face_region(112)
+    expected = (mask.astype(bool) & region).sum() / region.sum()
+    assert verdict["fraction"] == pytest.approx(expected)
+
+
+def test_describe_mask_clean_and_small():
+    assert describe_mask(np.zeros((112, 112))) == {
+        "occluded": False, "fraction": 0.0, "kind": None,
+        "upper": 0.0, "lower": 0.0, "left": 0.0, "right": 0.0}
+    speck = np.zeros((112, 112), np.uint8)
+    speck[60:64, 50:54] = 1          # 16 px: far below 5 % of the face region
+    assert not describe_mask(speck)["occluded"]
+    assert describe_mask(speck, threshold=0.001)["occluded"]
+
+
+def test_segmenter_shapes_and_estimator(tmp_path):
+    model = build_occlusion_segmenter(image_size=32, width=4)
+    faces = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    prob = model.predict_on_batch(faces.astype(np.float32))
+    assert prob.shape == (2, 32, 32, 1) and (prob > 0).all() and (prob < 1).all()
+    path = tmp_path / "seg.keras"
+    model.save(path)
+    est = OcclusionEstimator(path)
+    verdict, mask = est.estimate(faces[0])
+    assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 1}
+    assert set(verdict) >= {"occluded", "fraction", "kind"}
+    with pytest.raises(FileNotFoundError, match="segmenter weights not found"):
+        OcclusionEstimator(tmp_path / "missing.keras")
+    with pytest.raises(ValueError, match="divisible by 8"):
+        build_occlusion_segmenter(image_size=30)
