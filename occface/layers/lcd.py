@@ -29,6 +29,10 @@ class LCD(keras.layers.Layer):
     At inference (``training=False`` or unset) the layer is the identity. Gradients flow only
     through the kept channels (the mask is a constant).
 
+    Under ``tf.distribute.MirroredStrategy`` the layer's seed state is replicated, so replica
+    ``r``'s ``n``-th sample gets the same mask as replica ``r'``'s ``n``-th sample (as for Keras'
+    own ``Dropout``); each sample's mask still has the distribution above.
+
     Parameters
     ----------
     min_rate, max_rate : float

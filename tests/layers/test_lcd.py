@@ -1,4 +1,5 @@
 """LCD channel dropout (paper Eq. 3–4) against hand-derived statistics."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -98,3 +99,15 @@ def test_seeded_layers_repeat():
     a = np.asarray(LCD(seed=7)(x, training=True))
     b = np.asarray(LCD(seed=7)(x, training=True))
     np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_float16_keeps_dtype(rng):
+    previous = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = LCD(0.5, 0.5, seed=0)
+        y = layer(rng.uniform(1, 2, (4, 2, 2, 6)).astype("float16"), training=True)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert y.dtype == "float16"
+    assert (_dropped_counts(np.asarray(y)) == 3).all()
