@@ -5,6 +5,13 @@ Detection and alignment (OpenCV only)
     :func:`template_landmarks`, :func:`load_aligned_face`, :func:`read_image`.
 LFW protocol
     :func:`read_lfw_pairs` (:class:`LFWPairs`), :func:`lfw_training_identities`.
+Occlusion synthesis
+    :func:`occlude`, :func:`occlusion_map_fn` / :class:`OcclusionTF`.
+Datasets
+    :func:`training_dataset` (folders, occface TFRecords, insightface RecordIO),
+    :func:`image_dataset`, :func:`pairs_dataset`, :func:`templates_dataset`,
+    :func:`load_verification_bin`, :func:`write_tfrecords`, :func:`write_insightface_recordio`,
+    :func:`prepare_dataset`.
 
 TensorFlow-based names (datasets, pipelines) are imported on first use, so importing
 ``occface.data`` for detection alone stays light.
@@ -19,7 +26,29 @@ from occface.data.alignment import (ARCFACE_TEMPLATE_112, align_face, center_cro
 from occface.data.lfw import LFWPairs, lfw_training_identities, read_lfw_names, read_lfw_pairs
 
 # name -> submodule, imported lazily (PEP 562).
-_LAZY = {}
+_LAZY = {
+    # occlusion (numpy; the tf.data parts import TensorFlow when used)
+    "occlude": "occlusion", "occlusion_map_fn": "occlusion", "OcclusionTF": "occlusion",
+    "mask_templates": "occlusion", "mask_anchor_points": "occlusion",
+    "warp_mask_template": "occlusion", "sunglasses_mask": "occlusion", "half_mask": "occlusion",
+    "KINDS": "occlusion", "DEFAULT_TEMPLATES": "occlusion",
+    # verification .bin
+    "load_verification_bin": "verification", "read_verification_bin": "verification",
+    "write_verification_bin": "verification", "restricted_loads": "verification",
+    # RecordIO
+    "RecordIOReader": "recordio", "RecordIOWriter": "recordio", "InsightFaceRecord": "recordio",
+    "write_insightface_recordio": "recordio", "pack_irheader": "recordio",
+    "unpack_irheader": "recordio",
+    # TFRecord
+    "write_tfrecords": "tfrecord", "read_manifest": "tfrecord", "make_example": "tfrecord",
+    "parse_example": "tfrecord",
+    # preparation
+    "prepare_dataset": "prepare", "list_identity_tree": "prepare",
+    # tf.data pipelines
+    "training_dataset": "pipeline", "image_dataset": "pipeline", "pairs_dataset": "pipeline",
+    "templates_dataset": "pipeline", "decode_image": "pipeline", "augment_image": "pipeline",
+    "apply_cutout": "pipeline", "open_source": "pipeline",
+}
 
 
 def __getattr__(name):
