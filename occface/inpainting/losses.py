@@ -11,6 +11,13 @@ Overall generator objective (paper Eq. 6, weights as trainer flags)::
 
 Pixel differences are measured on the normalised scale ``x / 127.5`` (i.e. [-1, 1] images), so the
 reconstruction loss has the usual magnitude independent of the [0, 255] input convention.
+
+``reduction`` (reconstruction, structure and instance losses) says how the terms are reduced over
+the non-batch axes (pixels, feature elements): ``"mean"`` (default; magnitudes independent of
+image/feature size) or ``"sum"`` (per-image sums). The paper's weights (adversarial 300 each,
+λ_S = 0.05, λ_R = 2e-4, inherited from Generative Face Completion, Li et al. 2017) only balance
+with per-image sums — a mean L1 of ~0.1 next to 300·(WGAN score) would vanish — so the ID-GAN
+trainer uses ``"sum"`` with the paper's weights.
 """
 
 import keras
@@ -19,6 +26,11 @@ from keras import ops
 
 def _reduce(per_sample, reduce):
     return ops.mean(per_sample) if reduce else per_sample
+
+
+def _check_reduction(reduction):
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
 def _as_4d(mask):
@@ -108,12 +120,13 @@ def spatial_discount_weights(mask, gamma=0.99, max_distance=None):
 
 
 def discounted_reconstruction_loss(generated, truth, mask, gamma=0.99, hole_weight=1.0,
-                                   valid_weight=1.0, discount=None, reduce=True):
+                                   valid_weight=1.0, discount=None, reduction="mean", reduce=True):
     """Reconstruction loss: spatially discounted L1 in the hole plus L1 outside it.
 
     Per sample, with ``D = |G − Y| / 127.5`` (normalised units), ``W = γ^d`` in the hole::
 
-        L_rec = hole_weight · Σ W·D / (3·|hole|) + valid_weight · Σ (1−M)·D / (3·|known|)
+        "mean":  L_rec = hole_weight · Σ W·D / (3·|hole|) + valid_weight · Σ (1−M)·D / (3·|known|)
+        "sum":   L_rec = hole_weight · Σ W·D + valid_weight · Σ (1−M)·D
 
     Parameters
     ----------
@@ -128,6 +141,8 @@ def discounted_reconstruction_loss(generated, truth, mask, gamma=0.99, hole_weig
         Weights of the two terms.
     discount : (N, H, W, 1) tensor, optional
         Precomputed :func:`spatial_discount_weights` (e.g. from the data pipeline).
+    reduction : {"mean", "sum"}
+        Normalise each term by its area (default) or sum over pixels.
     reduce : bool
         Mean over the batch (default) or per-sample values (N,).
 
@@ -135,6 +150,7 @@ def discounted_reconstruction_loss(generated, truth, mask, gamma=0.99, hole_weig
     -------
     Scalar, or (N,) with ``reduce=False``.
     """
+    _check_reduction(reduction)
     generated = ops.cast(generated, "float32")
     truth = ops.cast(truth, "float32")
     mask = ops.cast(ops.cast(mask, "float32") > 0.5, "float32")
@@ -142,10 +158,11 @@ def discounted_reconstruction_loss(generated, truth, mask, gamma=0.99, hole_weig
         discount = spatial_discount_weights(mask, gamma)
     diff = ops.abs(generated - truth) / 127.5
     channels = float(generated.shape[-1])
-    hole_area = ops.maximum(ops.sum(mask, axis=(1, 2, 3)) * channels, 1.0)
-    known_area = ops.maximum(ops.sum(1.0 - mask, axis=(1, 2, 3)) * channels, 1.0)
-    hole_term = ops.sum(ops.cast(discount, "float32") * diff, axis=(1, 2, 3)) / hole_area
-    valid_term = ops.sum((1.0 - mask) * diff, axis=(1, 2, 3)) / known_area
+    hole_term = ops.sum(ops.cast(discount, "float32") * diff, axis=(1, 2, 3))
+    valid_term = ops.sum((1.0 - mask) * diff, axis=(1, 2, 3))
+    if reduction == "mean":
+        hole_term = hole_term / ops.maximum(ops.sum(mask, axis=(1, 2, 3)) * channels, 1.0)
+        valid_term = valid_term / ops.maximum(ops.sum(1.0 - mask, axis=(1, 2, 3)) * channels, 1.0)
     return _reduce(hole_weight * hole_term + valid_weight * valid_term, reduce)
 
 
@@ -235,7 +252,7 @@ def generator_adversarial_loss(fake_scores, reduce=True):
     return _reduce(-ops.reshape(ops.cast(fake_scores, "float32"), (-1,)), reduce)
 
 
-def structure_loss(parser, generated, truth, target="hard", reduce=True):
+def structure_loss(parser, generated, truth, target="hard", reduction="mean", reduce=True):
     """Structure loss: pixel-wise softmax cross-entropy between S(X̂) and S(Y) (λ_S = 0.05).
 
     The parsing network S is frozen here: its prediction on the ground truth is the (constant)
@@ -252,13 +269,16 @@ def structure_loss(parser, generated, truth, target="hard", reduce=True):
         Ground truth Y.
     target : {"hard", "soft"}
         ``argmax`` labels of S(Y) (the paper's pixel-wise softmax loss) or its probabilities.
+    reduction : {"mean", "sum"}
+        Mean (default) or sum of the cross-entropy over pixels.
     reduce : bool
         Mean over the batch (default) or per-sample values (N,).
 
     Returns
     -------
-    Scalar, or (N,) with ``reduce=False``: mean over pixels of the cross-entropy.
+    Scalar, or (N,) with ``reduce=False``.
     """
+    _check_reduction(reduction)
     if target not in ("hard", "soft"):
         raise ValueError(f"target must be 'hard' or 'soft', got {target!r}")
     logits_fake = ops.cast(parser(generated), "float32")
@@ -270,24 +290,25 @@ def structure_loss(parser, generated, truth, target="hard", reduce=True):
     else:
         labels = ops.softmax(logits_true, axis=-1)
     ce = -ops.sum(labels * log_probs, axis=-1)  # (N, H, W)
-    return _reduce(ops.mean(ce, axis=(1, 2)), reduce)
+    per_sample = ops.mean(ce, axis=(1, 2)) if reduction == "mean" else ops.sum(ce, axis=(1, 2))
+    return _reduce(per_sample, reduce)
 
 
-def _mean_squared(a, b):
+def _squared_distance(a, b, reduction):
     a = ops.cast(a, "float32")
     b = ops.cast(b, "float32")
     diff = ops.square(a - b)
     axes = tuple(range(1, len(diff.shape)))
-    return ops.mean(diff, axis=axes)
+    return ops.mean(diff, axis=axes) if reduction == "mean" else ops.sum(diff, axis=axes)
 
 
 def instance_loss(low_fake, low_real, high_fake, high_real, alpha_low=0.5, alpha_high=0.05,
-                  reduce=True):
+                  reduction="mean", reduce=True):
     """Instance (feature-matching) loss of the frozen recognizer R (paper Eq. 4).
 
-    ``L_inst = α_l · mean((R_l(X̂) − R_l(Y))²) + α_h · mean((R_h(X̂) − R_h(Y))²)`` — squared
-    Euclidean distances averaged over the feature elements, so the weights do not depend on the
-    feature sizes.
+    ``L_inst = α_l · ‖R_l(X̂) − R_l(Y)‖² + α_h · ‖R_h(X̂) − R_h(Y)‖²`` — squared Euclidean
+    distances, averaged over the feature elements (``reduction="mean"``, weights independent of
+    the feature sizes) or summed (``"sum"``, the plain squared norms).
 
     Parameters
     ----------
@@ -298,6 +319,8 @@ def instance_loss(low_fake, low_real, high_fake, high_real, alpha_low=0.5, alpha
         High-layer features (embeddings).
     alpha_low, alpha_high : float
         α_l = 0.5, α_h = 0.05 in the paper.
+    reduction : {"mean", "sum"}
+        Over the feature elements.
     reduce : bool
         Mean over the batch (default) or per-sample values (N,).
 
@@ -305,11 +328,14 @@ def instance_loss(low_fake, low_real, high_fake, high_real, alpha_low=0.5, alpha
     -------
     Scalar, or (N,) with ``reduce=False``.
     """
-    per_sample = alpha_high * _mean_squared(high_fake, ops.stop_gradient(high_real))
+    _check_reduction(reduction)
+    per_sample = alpha_high * _squared_distance(high_fake, ops.stop_gradient(high_real),
+                                                reduction)
     if (low_fake is None) != (low_real is None):
         raise ValueError("low_fake and low_real must both be tensors or both be None")
     if low_fake is not None:
-        per_sample = per_sample + alpha_low * _mean_squared(low_fake, ops.stop_gradient(low_real))
+        per_sample = per_sample + alpha_low * _squared_distance(
+            low_fake, ops.stop_gradient(low_real), reduction)
     return _reduce(per_sample, reduce)
 
 

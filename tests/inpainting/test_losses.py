@@ -86,6 +86,16 @@ def test_discounted_reconstruction_loss_reference(rng):
     assert np.isclose(np_(discounted_reconstruction_loss(gen, truth, mask, gamma=0.9,
                                                          valid_weight=0.5)), got.mean(), rtol=1e-6)
     assert np_(discounted_reconstruction_loss(truth, truth, mask)) == 0.0
+    summed = np_(discounted_reconstruction_loss(gen, truth, mask, gamma=0.9, valid_weight=0.5,
+                                                reduction="sum", reduce=False))
+    for i in range(2):
+        hole = mask[i, ..., 0] > 0
+        w = np.where(hole, 0.9 ** brute_force_chessboard(hole, cap=9), 0.0)
+        diff = np.abs(gen[i] - truth[i]) / 127.5
+        np.testing.assert_allclose(summed[i], (w[..., None] * diff).sum() + 0.5 * diff[~hole].sum(),
+                                   rtol=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        discounted_reconstruction_loss(gen, truth, mask, reduction="max")
 
 
 # --- WGAN-GP ------------------------------------------------------------------------------------
@@ -184,6 +194,8 @@ def test_structure_loss_reference(rng):
                                rtol=1e-5)
     np.testing.assert_allclose(np_(structure_loss(parser, gen, truth, target="soft")), soft.mean(),
                                rtol=1e-5)
+    np.testing.assert_allclose(np_(structure_loss(parser, gen, truth, reduction="sum")),
+                               (hard * 30).mean(), rtol=1e-5)
     with pytest.raises(ValueError, match="target"):
         structure_loss(parser, gen, truth, target="x")
 
@@ -205,6 +217,9 @@ def test_instance_loss_reference(rng):
     expected = 0.5 * ((lf - lr) ** 2).mean(axis=(1, 2, 3)) + 0.05 * ((hf - hr) ** 2).mean(axis=1)
     np.testing.assert_allclose(np_(instance_loss(lf, lr, hf, hr, reduce=False)), expected,
                                rtol=1e-5)
+    summed = 0.5 * ((lf - lr) ** 2).sum(axis=(1, 2, 3)) + 0.05 * ((hf - hr) ** 2).sum(axis=1)
+    np.testing.assert_allclose(np_(instance_loss(lf, lr, hf, hr, reduction="sum", reduce=False)),
+                               summed, rtol=1e-5)
     high_only = 0.05 * ((hf - hr) ** 2).mean(axis=1).mean()
     assert np.isclose(np_(instance_loss(None, None, hf, hr)), high_only, rtol=1e-5)
     with pytest.raises(ValueError, match="both"):
