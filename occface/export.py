@@ -203,7 +203,7 @@ def make_inpaint_fn(generator):
 
 def export_model(export_dir, *, kind, recognizer=None, generator=None, version=None,
                  overwrite=False, flip_test=True, threshold=0.3, inpaint_policy=None,
-                 metadata=None, aligned_size=ALIGNED_SIZE):
+                 metadata=None, aligned_size=ALIGNED_SIZE, before_publish=None):
     """Export a recognizer, a generator, or both as one TF-Serving-ready SavedModel version.
 
     Parameters
@@ -227,7 +227,12 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
         Cascade only: whether ``verify_masked`` inpaints occluded faces before embedding. Record
         the measured evidence for the choice in ``metadata["cascade_evidence"]``.
     metadata : dict, optional
-        Extra JSON-serialisable information (calibration, training config, evidence).
+        Extra JSON-serialisable information (training config, evidence). A ``"calibration"``
+        entry (how the threshold was chosen, with its accuracy/FAR) is also copied to the top
+        level of the stored metadata.
+    before_publish : callable, optional
+        ``f(written_dir)`` called on the finished SavedModel before it is moved into place; if it
+        raises, nothing is published (use it for the self-check, :func:`check_export`).
 
     Returns
     -------
@@ -318,6 +323,8 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
         info["inpaint_occluded_faces"] = use_inpainting
 
     from occface.utils import run_metadata
+    if metadata and "calibration" in metadata:
+        info["calibration"] = metadata["calibration"]
     info["occface"] = run_metadata(metadata or {})
 
     def write(tmp_dir):
@@ -326,6 +333,8 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         from occface.utils import write_json
         write_json(meta_path, info)
+        if before_publish is not None:
+            before_publish(pathlib.Path(tmp_dir))
 
     return _write_version_atomically(export_dir, version, write, overwrite)
 

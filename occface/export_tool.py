@@ -1,0 +1,254 @@
+"""The logic of ``tools/export.py``: load, calibrate the threshold on LFW, export, self-check."""
+
+import json
+import pathlib
+
+import numpy as np
+
+from occface.paths import REPO_ROOT, data_root
+
+SAMPLES_DIR = REPO_ROOT / "saved_models" / "samples"
+
+
+def load_keras_model(path):
+    """Load a raw ``keras.Model`` from a ``.keras`` file or a training ``model_dir``.
+
+    A ``model_dir`` gives ``best/model.keras`` when present, else ``model.keras``.
+    """
+    import keras
+    import occface.layers  # noqa: F401  (registers the custom layers)
+    import occface.models  # noqa: F401
+    try:
+        import occface.inpainting  # noqa: F401
+    except ImportError:  # pragma: no cover - optional part
+        pass
+    path = pathlib.Path(path)
+    if path.is_dir():
+        for candidate in (path / "best" / "model.keras", path / "model.keras"):
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            raise FileNotFoundError(f"{path} holds neither best/model.keras nor model.keras")
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"cannot load Keras model {path}: {err}") from err
+
+
+def lfw_pair_faces(lfw_root=None, aligned_dir=None, size=112, max_pairs=None, progress=None):
+    """Aligned faces for the LFW ``pairs.txt`` protocol.
+
+    Parameters
+    ----------
+    lfw_root : path, optional
+        LFW folder with ``pairs.txt`` and ``lfw-deepfunneled/`` (default ``data_root()/lfw``).
+    aligned_dir : path, optional
+        A pre-aligned tree with the same relative names (``Name/Name_0001.jpg``); images missing
+        there are detected and aligned from the raw file.
+    max_pairs : int, optional
+        Use only the first pairs of each fold, keeping same/different balance per fold.
+
+    Returns
+    -------
+    faces : np.ndarray, uint8, shape (U, size, size, 3)
+        Each distinct image once.
+    index_a, index_b : np.ndarray, int, shape (P,)
+        Rows of ``faces`` for each pair.
+    issame : np.ndarray, bool, shape (P,)
+    folds : np.ndarray, int, shape (P,)
+    """
+    import cv2
+    from occface.data import load_aligned_face, read_lfw_pairs
+
+    lfw_root = pathlib.Path(lfw_root) if lfw_root else data_root() / "lfw"
+    pairs = read_lfw_pairs(lfw_root / "pairs.txt")
+    paths_a, paths_b = pairs.image_paths(lfw_root)
+    issame, folds = np.asarray(pairs.issame), np.asarray(pairs.folds)
+    keep = np.arange(len(issame))
+    if max_pairs is not None and max_pairs < len(keep):
+        per_fold = max(1, max_pairs // 20)  # same and different halves of each of 10 folds
+        keep = np.concatenate([np.flatnonzero((folds == f) & (issame == s))[:per_fold]
+                               for f in range(10) for s in (True, False)])
+    paths_a = [str(paths_a[i]) for i in keep]
+    paths_b = [str(paths_b[i]) for i in keep]
+    unique = sorted(set(paths_a) | set(paths_b))
+    position = {p: i for i, p in enumerate(unique)}
+    faces = np.empty((len(unique), size, size, 3), np.uint8)
+    raw_root = lfw_root / "lfw-deepfunneled"
+    for i, path in enumerate(unique):
+        aligned = None
+        if aligned_dir is not None:
+            rel = pathlib.Path(path).relative_to(raw_root)
+            candidate = pathlib.Path(aligned_dir) / rel
+            if candidate.is_file():
+                bgr = cv2.imread(str(candidate))
+                if bgr is not None:
+                    if bgr.shape[0] != size:
+                        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
+                    aligned = bgr[..., ::-1]
+        if aligned is None:
+            aligned = load_aligned_face(path, size=size)[0]
+        faces[i] = aligned
+        if progress is not None:
+            progress.update(1)
+    index_a = np.array([position[p] for p in paths_a])
+    index_b = np.array([position[p] for p in paths_b])
+    return faces, index_a, index_b, issame[keep], folds[keep]
+
+
+def calibrate_threshold(scores, issame, folds=None):
+    """Choose the verification threshold and say how it performs.
+
+    The threshold maximises accuracy over all given pairs (the LFW protocol's per-fold rule
+    applied to everything); the 10-fold accuracy is reported beside it when ``folds`` is given.
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``accuracy``, ``far`` and ``tar`` at that threshold, ``pairs``, and
+        ``ten_fold_accuracy`` / ``ten_fold_std``.
+    """
+    from occface.evaluation import best_threshold, verification_accuracy
+
+    scores = np.asarray(scores, np.float64)
+    issame = np.asarray(issame, bool)
+    threshold, _ = best_threshold(scores, issame)
+    decide = scores >= threshold
+    out = {
+        "threshold": threshold,
+        "accuracy": float(np.mean(decide == issame)),
+        "far": float(np.mean(decide[~issame])) if (~issame).any() else None,
+        "tar": float(np.mean(decide[issame])) if issame.any() else None,
+        "pairs": int(len(scores)),
+    }
+    if folds is not None and len(np.unique(folds)) >= 2:
+        result = verification_accuracy(scores, issame, folds=np.asarray(folds))
+        out["ten_fold_accuracy"] = float(result.accuracy)
+        out["ten_fold_std"] = float(result.std)
+    return out
+
+
+def cascade_policy(evidence_path):
+    """Decide whether the cascade inpaints occluded faces, from measured accuracies.
+
+    The evidence JSON holds ``{"occluded_pair_accuracy": {kind: {"direct": acc,
+    "inpainted": acc}, ...}}`` (as written by the ID-GAN benchmark). Inpainting is chosen when it
+    wins on average over the kinds measured.
+
+    Returns
+    -------
+    (bool, dict)
+        The policy and the evidence to store in the export's metadata.
+    """
+    path = pathlib.Path(evidence_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cascade evidence not found: {path}")
+    data = json.loads(path.read_text())
+    table = data.get("occluded_pair_accuracy")
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{path} has no 'occluded_pair_accuracy' table of "
+                         "{kind: {direct, inpainted}}")
+    try:
+        gains = {k: float(v["inpainted"]) - float(v["direct"]) for k, v in table.items()}
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: every kind needs numeric 'direct' and 'inpainted' "
+                         f"accuracies ({err})") from err
+    policy = float(np.mean(list(gains.values()))) > 0.0
+    return policy, {"source": str(path), "occluded_pair_accuracy": table,
+                    "gain_from_inpainting": gains, "inpaint_occluded_faces": policy}
+
+
+def sample_faces(folder=None, size=112, limit=8):
+    """Aligned real faces for the export self-check (detected in ``folder``'s photos)."""
+    from occface.data import load_aligned_face
+    folder = pathlib.Path(folder) if folder else SAMPLES_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError(f"self-check image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if len(files) < 2:
+        raise ValueError(f"self-check needs at least two face photos in {folder}")
+    return np.stack([load_aligned_face(p, size=size)[0] for p in files[:limit]])
+
+
+def run_export(model, kind, export_dir, version=1, overwrite=False, generator=None,
+               threshold=None, data_dir=None, aligned_dir=None, calibration_pairs=6000,
+               flip_test=True, cascade_evidence=None, check_images=None, log=None,
+               progress_factory=None):
+    """Everything ``tools/export.py`` does; returns a JSON-friendly report.
+
+    ``log(message)`` receives status lines and ``progress_factory(total, desc)`` may return a
+    progress bar (an object with ``update(n)`` and ``close()``); both default to silence.
+    """
+    import tensorflow as tf
+    from occface import export
+
+    log = log or (lambda msg: None)
+    # Refuse early, before any expensive calibration, if the version exists.
+    export.resolve_version(export_dir, version, overwrite)
+    recognizer = gen = None
+    if kind in ("embed", "cascade"):
+        recognizer = load_keras_model(model)
+    if kind == "inpaint":
+        gen = load_keras_model(model)
+    if kind == "cascade":
+        if not generator:
+            raise ValueError("--kind cascade needs --generator")
+        gen = load_keras_model(generator)
+
+    metadata, policy = {"source_model": str(model)}, None
+    if generator:
+        metadata["source_generator"] = str(generator)
+    if recognizer is not None:
+        if threshold is None:
+            log("calibrating the threshold on LFW pairs ...")
+            load_bar = progress_factory(None, "align") if progress_factory else None
+            faces, ia, ib, issame, folds = lfw_pair_faces(
+                data_dir, aligned_dir, max_pairs=calibration_pairs, progress=load_bar)
+            if load_bar is not None:
+                load_bar.close()
+            embed = export.make_embed_fn(recognizer, flip_test)
+            bar = progress_factory(len(faces), "embed") if progress_factory else None
+            emb = []
+            for start in range(0, len(faces), 128):
+                emb.append(embed(tf.constant(faces[start:start + 128])).numpy())
+                if bar is not None:
+                    bar.update(len(emb[-1]))
+            if bar is not None:
+                bar.close()
+            emb = np.concatenate(emb)
+            scores = np.sum(emb[ia] * emb[ib], axis=1)
+            calibration = calibrate_threshold(scores, issame, folds)
+            calibration["data"] = "LFW pairs.txt"
+            threshold = calibration["threshold"]
+        else:
+            calibration = {"threshold": float(threshold), "source": "given by the user"}
+        metadata["calibration"] = calibration
+    if kind == "cascade":
+        if not cascade_evidence:
+            raise ValueError("--kind cascade needs --cascade_evidence (measured accuracies)")
+        policy, evidence = cascade_policy(cascade_evidence)
+        metadata["cascade_evidence"] = evidence
+
+    faces = sample_faces(check_images, size=export.ALIGNED_SIZE)
+    masks = None
+    if gen is not None:
+        masks = np.zeros(faces.shape[:3] + (1,), np.float32)
+        masks[:, 64:112, 32:80] = 1.0  # a 48x48 hole over the lower face
+    diffs = {}
+
+    def self_check(written_dir):
+        log("self-check: reloading the export in a fresh process without occface ...")
+        diffs.update(export.check_export(written_dir, faces=faces, recognizer=recognizer,
+                                         generator=gen, masks=masks))
+
+    vdir = export.export_model(export_dir, kind=kind, recognizer=recognizer, generator=gen,
+                               version=version, overwrite=overwrite, flip_test=flip_test,
+                               threshold=threshold if threshold is not None else 0.0,
+                               inpaint_policy=policy, metadata=metadata,
+                               before_publish=self_check)
+    return {"export": str(vdir), "kind": kind, "threshold": threshold,
+            "calibration": metadata.get("calibration"), "self_check_max_abs_diff": diffs,
+            "inpaint_occluded_faces": policy}

@@ -1,0 +1,70 @@
+"""tools/export.py: calibration on real LFW pairs, self-check, refusal, cascade policy."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from occface import export, export_tool
+from occface.models import build_recognizer
+from occface.paths import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    model = build_recognizer(depth=18, variant="lcd", input_shape=(32, 32, 3), embedding_size=16,
+                             width=8, seed=0)
+    path = tmp_path_factory.mktemp("m") / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_calibrate_threshold_by_hand():
+    scores = np.array([0.9, 0.8, 0.4, 0.3, 0.6, 0.1])
+    issame = np.array([True, True, True, False, False, False])
+    cal = export_tool.calibrate_threshold(scores, issame)
+    # any threshold in (0.3, 0.4] or (0.6, 0.8] gets 5/6 right; none gets all 6
+    assert cal["accuracy"] == pytest.approx(5 / 6)
+    decide = scores >= cal["threshold"]
+    assert np.mean(decide == issame) == pytest.approx(5 / 6)
+    assert cal["far"] == pytest.approx(np.mean(decide[~issame]))
+    assert cal["tar"] == pytest.approx(np.mean(decide[issame]))
+
+
+def test_cascade_policy_from_evidence(tmp_path):
+    path = tmp_path / "ev.json"
+    path.write_text(json.dumps({"occluded_pair_accuracy": {
+        "block": {"direct": 0.70, "inpainted": 0.74}, "mask": {"direct": 0.65, "inpainted": 0.64}}}))
+    policy, evidence = export_tool.cascade_policy(path)
+    assert policy is True
+    assert evidence["gain_from_inpainting"]["block"] == pytest.approx(0.04)
+    path.write_text(json.dumps({"occluded_pair_accuracy": {"block": {"direct": 0.7}}}))
+    with pytest.raises(ValueError, match="numeric 'direct' and 'inpainted'"):
+        export_tool.cascade_policy(path)
+    with pytest.raises(FileNotFoundError, match="cascade evidence not found"):
+        export_tool.cascade_policy(tmp_path / "none.json")
+
+
+def test_run_export_calibrates_on_lfw_and_checks(tiny_model_path, tmp_path, data_root):
+    report = export_tool.run_export(tiny_model_path, "embed", tmp_path / "exp",
+                                    data_dir=data_root / "lfw", calibration_pairs=40)
+    cal = report["calibration"]
+    assert cal["pairs"] == 40 and 0.5 <= cal["accuracy"] <= 1.0
+    assert report["self_check_max_abs_diff"]["embed"] < 1e-4
+    meta = export.read_metadata(tmp_path / "exp" / "1")
+    assert meta["threshold"] == pytest.approx(cal["threshold"])
+    assert meta["calibration"]["accuracy"] == cal["accuracy"]
+
+
+def test_cli_refuses_existing_version_before_work(tiny_model_path, tmp_path):
+    (tmp_path / "exp" / "1").mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "export.py"), "--model", str(tiny_model_path),
+         "--export_dir", str(tmp_path / "exp"), "--threshold", "0.3"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 2
+    assert "already exists" in proc.stderr and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr

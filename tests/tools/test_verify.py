@@ -1,0 +1,107 @@
+"""The verify tool and its library on real LFW photos, with a tiny exported recognizer."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from occface import export
+from occface.data import NoFaceError
+from occface.models import build_recognizer
+from occface.paths import REPO_ROOT
+from occface.verify import FaceVerifier
+
+SAMPLES = REPO_ROOT / "saved_models" / "samples"
+TOOL = REPO_ROOT / "tools" / "verify.py"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
+                             embedding_size=16, width=4, seed=0)
+    base = tmp_path_factory.mktemp("export") / "tiny"
+    export.export_model(base, kind="embed", recognizer=model, threshold=0.5,
+                        metadata={"calibration": {"threshold": 0.5, "source": "test"}})
+    return base
+
+
+@pytest.fixture(scope="module")
+def verifier(exported):
+    return FaceVerifier(exported)
+
+
+def test_same_image_scores_one_and_different_people_less(verifier):
+    a = SAMPLES / "Serena_Williams" / "Serena_Williams_0001.jpg"
+    b = SAMPLES / "George_W_Bush" / "George_W_Bush_0001.jpg"
+    same = verifier.compare(a, a)
+    assert same["score"] == pytest.approx(1.0, abs=1e-5) and same["same"] is True
+    assert same["threshold"] == 0.5
+    diff = verifier.compare(a, b)
+    assert diff["score"] < 1.0 - 1e-4
+    assert diff["same"] == (diff["score"] >= 0.5)
+    face = diff["faces"][0]
+    assert face["num_faces"] >= 1 and face["score"] > 0.6
+    w, h = face["box"][2:]
+    assert 60 < w < 200 and 60 < h < 250  # LFW faces are ~110-130 px in a 250 px frame
+
+
+def test_errors_name_the_problem(verifier, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        verifier.load_face(tmp_path / "missing.jpg")
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    with pytest.raises(ValueError, match="cannot decode.*corrupt.jpg"):
+        verifier.load_face(bad)
+    blank = tmp_path / "gradient.png"
+    cv2.imwrite(str(blank), np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (200, 1)))
+    with pytest.raises(NoFaceError, match="no face found in .*gradient.png"):
+        verifier.load_face(blank)
+
+
+def test_several_faces_are_reported(verifier, tmp_path):
+    a = cv2.imread(str(SAMPLES / "Naomi_Watts" / "Naomi_Watts_0001.jpg"))
+    b = cv2.imread(str(SAMPLES / "Junichiro_Koizumi" / "Junichiro_Koizumi_0001.jpg"))
+    path = tmp_path / "two.jpg"
+    cv2.imwrite(str(path), np.concatenate([a, b], axis=1))
+    face = verifier.load_face(path)
+    # LFW photos sometimes hold a background face too, hence >= 2
+    assert face.num_faces >= 2
+    assert any(f"{face.num_faces} faces found, used the most central" in n for n in face.notes)
+
+
+def test_missing_threshold_is_refused(tmp_path):
+    model = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
+                             embedding_size=8, width=4)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="no decision threshold"):
+        FaceVerifier(path)
+    assert FaceVerifier(path, threshold=0.3).threshold == 0.3
+
+
+def _run(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_cli_pair_json_and_gallery_and_errors(exported, tmp_path):
+    a = SAMPLES / "Arnold_Schwarzenegger" / "Arnold_Schwarzenegger_0002.jpg"
+    proc = _run(a, a, "--model", exported, "--json", "--noocclusion")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["same"] is True and result["score"] == pytest.approx(1.0, abs=1e-5)
+
+    proc = _run(a, "--gallery", SAMPLES, "--model", exported, "--top_k", "3", "--noocclusion")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    first = next(line for line in lines if line.strip().startswith("1 "))
+    assert "Arnold_Schwarzenegger" in first and "1.000" in first  # the probe itself is in there
+
+    proc = _run(a, tmp_path / "nope.jpg", "--model", exported, "--noocclusion")
+    assert proc.returncode == 2 and "nope.jpg" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run(a, "--model", exported)
+    assert proc.returncode == 2 and "expected two images" in proc.stderr
