@@ -433,7 +433,8 @@ def occlusion_map_fn(kind, size=112, seed=0, prob=1.0, landmarks=None, **options
 
         ds = ds.enumerate().map(occlusion_map_fn("block", size=128, seed=1))
 
-    The function takes ``(index, image, *rest)`` with ``image`` ``(H, W, 3)`` and returns
+    The function takes ``(index, image, *rest)`` or ``(index, (image, *rest))`` (what
+    ``enumerate`` gives for tuple elements) with ``image`` ``(H, W, 3)`` and returns
     ``(occluded float32 (H, W, 3), mask float32 (H, W, 1), *rest)``. ``kind`` may be a list of
     kinds to choose from; other arguments as for :class:`OcclusionTF`.
     """
@@ -441,7 +442,10 @@ def occlusion_map_fn(kind, size=112, seed=0, prob=1.0, landmarks=None, **options
     occ = OcclusionTF(kind, size, prob, landmarks, **options)
     seed = int(seed)
 
-    def fn(index, image, *rest):
+    def fn(index, *element):
+        if len(element) == 1 and isinstance(element[0], (tuple, list)):
+            element = tuple(element[0])  # ds.enumerate() of (image, label, ...) elements
+        image, rest = element[0], element[1:]
         s = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
         occluded, mask = occ(image, s)
         return (occluded, mask) + tuple(rest)

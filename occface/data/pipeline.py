@@ -27,7 +27,6 @@ from occface.data.tfrecord import IMAGES_FORMAT, MANIFEST, TFRECORD_FORMAT, pars
 log = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +77,6 @@ class _FileListSource(_Source):
             self.kind = "occface-images"
         else:
             classes = []
-            skipped = 0
             for entry in sorted(os.scandir(root), key=lambda e: e.name):
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
@@ -88,19 +86,12 @@ class _FileListSource(_Source):
                     for name in sorted(filenames):
                         if name.startswith("."):
                             continue
-                        if name.lower().endswith(IMAGE_EXTENSIONS):
-                            files.append(os.path.join(dirpath, name))
-                        else:
-                            skipped += 1
+                        files.append(os.path.join(dirpath, name))
                 if files:
                     label = len(classes)
                     classes.append(entry.name)
                     paths.extend(files)
                     labels.extend([label] * len(files))
-            if skipped:
-                log.warning("%s: skipped %d files that are not JPEG/PNG/BMP/GIF (convert them "
-                            "with tools/prepare_dataset.py)", root, skipped)
-            self.skipped_at_listing = skipped
             self.kind = "folder"
         if not paths:
             raise ValueError(f"no images found in {root} (expected <root>/<identity>/<image>)")
@@ -229,12 +220,38 @@ def open_source(source, identities=None):
 # decode and augment
 
 
+def _cv2_decode(data):
+    import cv2
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
+    if image is None:
+        raise ValueError("not a decodable image")
+    return image[:, :, ::-1].copy()
+
+
 def decode_image(data, image_size):
-    """Decode JPEG/PNG/BMP/GIF bytes to ``float32 (h, w, 3)`` RGB in [0, 255], resized to
-    ``image_size`` (int or ``(h, w)``) when it differs. Fails (InvalidArgument) on non-images."""
+    """Decode image bytes to ``float32 (h, w, 3)`` RGB in [0, 255], resized to ``image_size``
+    (int or ``(h, w)``) when it differs.
+
+    JPEG, PNG, GIF and BMP are decoded by TensorFlow; anything else (PGM/PPM, TIFF, WebP, ...)
+    by OpenCV through ``tf.numpy_function``. Bytes that are no image raise ``InvalidArgument``
+    (the training pipeline drops and counts such elements).
+    """
     h, w = (image_size, image_size) if np.isscalar(image_size) else image_size
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
+    head = tf.strings.substr(data, 0, 4)
+    tf_format = (tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
+                 | tf.equal(head, b"\x89PNG") | tf.equal(tf.strings.substr(head, 0, 3), b"GIF")
+                 | tf.equal(tf.strings.substr(head, 0, 2), b"BM"))
+
+    def with_tf():
+        img = tf.io.decode_image(data, channels=3, expand_animations=False)
+        img.set_shape([None, None, 3])
+        return img
+
+    def with_cv2():
+        img = tf.numpy_function(_cv2_decode, [data], tf.uint8, stateful=False)
+        img.set_shape([None, None, 3])
+        return img
+    image = tf.cond(tf_format, with_tf, with_cv2)
     shape = tf.shape(image)
     image = tf.cast(image, tf.float32)
     image = tf.cond(tf.logical_and(tf.equal(shape[0], h), tf.equal(shape[1], w)),
