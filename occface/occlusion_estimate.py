@@ -22,7 +22,7 @@ from occface.paths import ASSETS_DIR
 DEFAULT_WEIGHTS = ASSETS_DIR / "occlusion_segmenter" / "segmenter.keras"
 
 
-def build_occlusion_segmenter(image_size=112, width=16, name="occlusion_segmenter"):
+def build_occlusion_segmenter(image_size=56, width=12, name="occlusion_segmenter"):
     """A small U-Net: aligned faces → occlusion probability per pixel.
 
     Parameters
@@ -137,17 +137,27 @@ class OcclusionEstimator:
         self.size = int(model.input_shape[1])
         self.threshold = threshold
 
-    def masks(self, faces):
-        """Binary occlusion masks ``(N, S, S)`` uint8 for aligned faces ``(N, s, s, 3)``."""
+    def probabilities(self, faces):
+        """Occlusion probabilities ``(N, s, s)`` float32 for aligned faces ``(N, s, s, 3)``
+        (computed at the segmenter's size and resized back to ``s``)."""
         import cv2
         faces = np.asarray(faces)
         if faces.ndim == 3:
             faces = faces[None]
-        if faces.shape[1] != self.size:
-            faces = np.stack([cv2.resize(f, (self.size, self.size),
+        side = faces.shape[1]
+        small = faces
+        if side != self.size:
+            small = np.stack([cv2.resize(f, (self.size, self.size),
                                          interpolation=cv2.INTER_AREA) for f in faces])
-        prob = self.model.predict_on_batch(faces.astype(np.float32))[..., 0]
-        return (prob > 0.5).astype(np.uint8)
+        prob = np.asarray(self.model.predict_on_batch(small.astype(np.float32)))[..., 0]
+        if side != self.size:
+            prob = np.stack([cv2.resize(p, (side, side), interpolation=cv2.INTER_LINEAR)
+                             for p in prob])
+        return prob
+
+    def masks(self, faces):
+        """Binary occlusion masks ``(N, s, s)`` uint8 (1 = occluded) for aligned faces."""
+        return (self.probabilities(faces) > 0.5).astype(np.uint8)
 
     def estimate(self, face):
         """``(verdict dict as in :func:`describe_mask`, mask (S, S) uint8)`` for one face."""
@@ -164,3 +174,53 @@ def default_occlusion_estimator():
     if not DEFAULT_WEIGHTS.is_file():
         return None
     return OcclusionEstimator(DEFAULT_WEIGHTS)
+
+
+def train_occlusion_segmenter(source, steps=1500, batch_size=32, image_size=56, width=12,
+                              identities=None, kinds=("mask", "sunglasses", "block", "upper",
+                                                      "lower", "left", "right"),
+                              occlusion_prob=0.8, learning_rate=2e-3, seed=0, callbacks=None):
+    """Train :func:`build_occlusion_segmenter` on synthetic occlusions of real aligned faces.
+
+    Parameters
+    ----------
+    source : str or path
+        Aligned faces for :func:`occface.data.training_dataset` (e.g. the LFW training folds
+        prepared by ``tools/prepare_dataset.py``).
+    steps, batch_size : int
+    image_size, width : int
+        Segmenter input side and first-level width.
+    identities : list of str, optional
+        Restrict to these identities (keep test identities out).
+    kinds : sequence of str
+        Occlusion kinds of :func:`occface.data.occlude` to synthesise; a face stays clean with
+        probability ``1 - occlusion_prob`` so the net also learns "nothing is hidden".
+    callbacks : list, optional
+        Keras callbacks for ``fit`` (e.g. a progress logger).
+
+    Returns
+    -------
+    model : keras.Model
+    history : dict
+        Loss and pixel accuracy per epoch of ``steps // 10`` steps.
+    """
+    import keras
+    import tensorflow as tf
+    from occface.data import training_dataset
+
+    keras.utils.set_random_seed(seed)
+    dataset, _ = training_dataset(
+        source, batch_size, image_size=image_size, augment=True, identities=identities,
+        occlusion={"kinds": list(kinds), "prob": occlusion_prob}, seed=seed, return_masks=True)
+    dataset = dataset.map(lambda images, labels, masks: (images, masks),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    model = build_occlusion_segmenter(image_size=image_size, width=width)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.BinaryAccuracy(name="pixel_accuracy"),
+                           keras.metrics.BinaryIoU(target_class_ids=[1], name="iou")])
+    epochs = 10
+    history = model.fit(dataset, steps_per_epoch=max(1, steps // epochs), epochs=epochs,
+                        verbose=0, callbacks=callbacks or [])
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
