@@ -73,8 +73,10 @@ def read_verification_bin(path):
         raise FileNotFoundError(f"verification .bin file not found: {path}")
     try:
         obj = restricted_loads(path.read_bytes(), str(path))
-    except pickle.UnpicklingError:
-        raise
+    except pickle.UnpicklingError as e:
+        if str(path) in str(e):  # our refusal, already naming the file
+            raise
+        raise ValueError(f"{path}: not a verification .bin pickle ({e})") from e
     except Exception as e:  # truncated or not a pickle at all
         raise ValueError(f"{path}: not a verification .bin pickle ({type(e).__name__}: {e})") from e
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
