@@ -1,0 +1,87 @@
+"""Fast cosine scoring of many index pairs into one feature matrix (IJB-C: 15.6 M template pairs).
+
+Two kernels, chosen per block of first-index rows:
+
+* **gather**: fetch both rows of every pair and take their dot product; cost grows with the number
+  of pairs and is bound by memory traffic (~4 KB per pair for 512-d float32);
+* **GEMM**: multiply the block's rows with every column row that the block's pairs need and read
+  the pairs' entries out of that product; cost grows with ``rows x columns`` but runs at matrix
+  multiply speed (BLAS), some 30-50x faster per entry than a gathered dot product.
+
+A block uses GEMM when its pairs fill at least ``gemm_density`` of its ``rows x columns`` product.
+Memory stays bounded: at most ``block x n_columns`` scores (``block=512``, 23 k templates: 47 MB)
+or ``chunk`` gathered pairs at a time; never a full N x N matrix.
+"""
+
+import numpy as np
+
+__all__ = ["score_index_pairs"]
+
+
+def _gather_dot(feats_a, feats_b, i, j, out, chunk):
+    for s in range(0, i.size, chunk):
+        a = feats_a[i[s:s + chunk]]
+        a *= feats_b[j[s:s + chunk]]
+        out[s:s + chunk] = a.sum(axis=1)
+
+
+def score_index_pairs(feats, i, j, feats_b=None, block=512, gemm_density=0.02, chunk=8192):
+    """Dot products ``feats[i[p]] . feats_b[j[p]]`` for every pair ``p``.
+
+    Parameters
+    ----------
+    feats : np.ndarray, shape (N, D)
+        Row features (L2-normalise them first for cosine similarity).
+    i, j : array_like of int, shape (P,)
+        Row indices into ``feats`` and ``feats_b``.
+    feats_b : np.ndarray, shape (M, D), optional
+        Features of the second index; defaults to ``feats``.
+    block : int
+        Rows of ``feats`` handled together (bounds the GEMM buffer to ``block x M`` floats).
+    gemm_density : float
+        Use the GEMM kernel for a block when ``pairs / (rows x columns) >= gemm_density``
+        (``0`` forces GEMM, ``> 1`` forces gathering).
+    chunk : int
+        Pairs gathered at a time by the gather kernel.
+
+    Returns
+    -------
+    np.ndarray, shape (P,), float32
+    """
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    feats_b = feats if feats_b is None else np.ascontiguousarray(feats_b, dtype=np.float32)
+    if feats.ndim != 2 or feats_b.ndim != 2 or feats.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"features must be (N, D) and (M, D); got {feats.shape}, {feats_b.shape}")
+    i = np.asarray(i).reshape(-1)
+    j = np.asarray(j).reshape(-1)
+    if i.shape != j.shape:
+        raise ValueError(f"index arrays differ in length: {i.size} vs {j.size}")
+    out = np.empty(i.size, dtype=np.float32)
+    if i.size == 0:
+        return out
+    if i.min() < 0 or i.max() >= feats.shape[0] or j.min() < 0 or j.max() >= feats_b.shape[0]:
+        raise ValueError("pair index out of range of the feature matrix")
+    n_blocks = (feats.shape[0] + block - 1) // block
+    block_of = (i // block).astype(np.int16 if n_blocks < 2 ** 15 else np.int64)
+    order = np.argsort(block_of, kind="stable")  # radix sort for int16
+    bounds = np.searchsorted(block_of[order], np.arange(n_blocks + 1))
+    mark = np.zeros(feats_b.shape[0], dtype=bool)
+    for b in range(n_blocks):
+        sel = order[bounds[b]:bounds[b + 1]]
+        if sel.size == 0:
+            continue
+        bi, bj = i[sel], j[sel]
+        mark[:] = False
+        mark[bj] = True
+        n_cols = int(np.count_nonzero(mark))
+        r0, r1 = b * block, min((b + 1) * block, feats.shape[0])
+        if sel.size >= gemm_density * (r1 - r0) * n_cols:
+            cols = np.flatnonzero(mark)
+            col_of = np.cumsum(mark) - 1
+            prod = feats[r0:r1] @ feats_b[cols].T
+            out[sel] = prod[bi - r0, col_of[bj]]
+        else:
+            tmp = np.empty(sel.size, dtype=np.float32)
+            _gather_dot(feats, feats_b, bi, bj, tmp, chunk)
+            out[sel] = tmp
+    return out
