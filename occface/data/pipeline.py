@@ -357,7 +357,7 @@ def _make_cutout(spec):
 def training_dataset(source, batch_size, image_size=112, *, augment=True, occlusion=None,
                      cutout=None, seed=0, identities=None, shuffle_buffer=None,
                      drop_remainder=True, repeat=True, max_rotation=15.0, max_shift=0.05,
-                     flip=True, return_masks=False, with_skip_count=False,
+                     flip=True, return_clean=False, return_masks=False, with_skip_count=False,
                      num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE):
     """Streaming training batches.
 
@@ -389,8 +389,12 @@ def training_dataset(source, batch_size, image_size=112, *, augment=True, occlus
         Record shuffle buffer for TFRecord sources (default 4096; folder and RecordIO sources
         are fully permuted each epoch without a buffer).
     drop_remainder, repeat : bool
+    return_clean : bool
+        Also yield the images before occlusion and Cutout, with the same flip/rotation/shift
+        (inpainting targets).
     return_masks : bool
-        Also yield the occlusion masks ``float32 (B, S, S, 1)`` (after augmentation).
+        Also yield the occlusion masks ``float32 (B, S, S, 1)`` (1 = occluded; after the same
+        augmentation, nearest-neighbour; Cutout is not included).
     with_skip_count : bool
         Also yield an ``int64`` scalar: elements dropped so far because they did not decode.
 
@@ -398,7 +402,7 @@ def training_dataset(source, batch_size, image_size=112, *, augment=True, occlus
     -------
     dataset : tf.data.Dataset
         Elements ``(images float32 (B, S, S, 3) in [0, 255], labels int32 (B,))``, plus
-        ``masks`` and/or ``skipped`` when asked, in that order.
+        ``clean``, ``masks`` and ``skipped`` when asked, in that order.
     num_classes : int
     """
     h, w = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
@@ -466,16 +470,21 @@ def training_dataset(source, batch_size, image_size=112, *, augment=True, occlus
         s = tf.stack([tf.constant(seed, tf.int64), tf.cast(k, tf.int64)])
         seeds = tf.random.experimental.stateless_split(s, 3)
         mask = tf.zeros([h, w, 1], tf.float32)
+        clean = image
         if occ is not None:
             image, mask = occ(image, seeds[0])
         if augment:
-            image, mask = augment_image(image, seeds[1], flip=flip, max_rotation=max_rotation,
-                                        max_shift=max_shift, mask=mask)
+            both = tf.concat([image, clean], -1) if return_clean else image
+            both, mask = augment_image(both, seeds[1], flip=flip, max_rotation=max_rotation,
+                                       max_shift=max_shift, mask=mask)
+            image, clean = (both[..., :3], both[..., 3:]) if return_clean else (both, clean)
         if cut is not None:
             image = apply_cutout(image, seeds[2], cut["size"], cut.get("prob", 1.0),
-                           cut.get("fill", 127.5))
+                                 cut.get("fill", 127.5))
         image = tf.clip_by_value(image, 0.0, 255.0)
         out = (image, label)
+        if return_clean:
+            out += (tf.clip_by_value(clean, 0.0, 255.0),)
         if return_masks:
             out += (mask,)
         if with_skip_count:

@@ -197,3 +197,23 @@ def test_eval_pipelines(tree, tmp_path):
     ds, ids = templates_dataset({"t1": paths[:3], "t2": paths[3:]}, 16, batch_size=4)
     idx = np.concatenate([b[1].numpy() for b in ds])
     assert ids == ["t1", "t2"] and idx.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_return_clean_matches_occluded_outside_mask(tree):
+    root, _ = tree
+    ds, _ = training_dataset(root, 6, 16, occlusion="block", seed=2, return_clean=True,
+                             return_masks=True, max_rotation=0, max_shift=0.0)
+    images, labels, clean, masks = next(iter(ds))
+    images, clean, masks = images.numpy(), clean.numpy(), masks.numpy()
+    assert masks.sum(axis=(1, 2, 3)).tolist() == [36.0] * 6  # 0.375 * 16 = 6 -> 6x6 blocks
+    keep = np.repeat(masks == 0, 3, axis=-1)
+    np.testing.assert_array_equal(images[keep], clean[keep])
+    assert (images[~keep] == 0).all()
+    # With rotation the clean image and the mask get the same transform as the image.
+    ds, _ = training_dataset(root, 6, 16, occlusion="left", seed=2, return_clean=True,
+                             return_masks=True)
+    images, _, clean, masks = next(iter(ds))
+    inside = masks.numpy()[..., 0] == 1
+    assert inside.any() and (~inside).any()
+    interior = np.abs(images.numpy() - clean.numpy()).max(-1) < 1e-3
+    assert interior[~inside].mean() > 0.8 and interior[inside].mean() < 0.3
