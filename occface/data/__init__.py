@@ -43,7 +43,7 @@ _LAZY = {
     "write_tfrecords": "tfrecord", "read_manifest": "tfrecord", "make_example": "tfrecord",
     "parse_example": "tfrecord",
     # preparation
-    "prepare_dataset": "prepare", "list_identity_tree": "prepare",
+    "prepare_dataset": "prepare", "list_identity_tree": "prepare", "read_records": "prepare",
     # tf.data pipelines
     "training_dataset": "pipeline", "image_dataset": "pipeline", "pairs_dataset": "pipeline",
     "templates_dataset": "pipeline", "decode_image": "pipeline", "augment_image": "pipeline",

@@ -332,3 +332,28 @@ def _finalize(output, classes, chunks, settings, format):
     else:
         manifest["records"] = RECORDS_CSV
     return manifest
+
+
+def read_records(output_dir):
+    """The per-image records of an aligned image tree made by :func:`prepare_dataset`.
+
+    Returns
+    -------
+    dict
+        ``{relative file: (label int, found bool, landmarks float32 (5, 2))}``; the landmarks are
+        the detected ones mapped into the aligned crop (template landmarks where no face was
+        found), e.g. to place occluders with :func:`occface.data.occlude`.
+    """
+    import csv
+    output_dir = pathlib.Path(output_dir)
+    path = output_dir / RECORDS_CSV
+    if not path.is_file():
+        raise FileNotFoundError(f"no {RECORDS_CSV} in {output_dir} (not an aligned image tree "
+                                f"from tools/prepare_dataset.py --format images)")
+    out = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            lm = np.array([float(row[f"{a}{k}"]) for k in range(5) for a in "xy"],
+                          np.float32).reshape(5, 2)
+            out[row["file"]] = (int(row["label"]), row["found"] == "1", lm)
+    return out

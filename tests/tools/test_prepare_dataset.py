@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from occface.data import prepare_dataset, read_manifest, template_landmarks, training_dataset
+from occface.data import (prepare_dataset, read_manifest, read_records, template_landmarks,
+                          training_dataset)
 from occface.paths import REPO_ROOT
 
 PEOPLE = {"Aaron_Eckhart": 1, "Abel_Pacheco": 2}  # name -> number of real images used
@@ -57,6 +58,10 @@ def test_prepare_images_counts_and_outputs(raw_tree, tmp_path):
         lm = np.array([float(row[f"{a}{k}"]) for k in range(5) for a in "xy"]).reshape(5, 2)
         err = np.linalg.norm(lm - template_landmarks(112), axis=1).mean()
         assert err < (5.0 if row["found"] == "1" else 1e-3)
+    records = read_records(out)
+    label, found, lm = records[os.path.join("Abel_Pacheco", "Abel_Pacheco_0002.jpg")]
+    assert (label, found, lm.shape) == (1, True, (5, 2))
+    assert records[os.path.join("Nobody", "Nobody_0001.jpg")][1] is False
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["counts"] == m["counts"] and on_disk["settings"]["size"] == [112, 112]
     assert "git_commit" in on_disk
