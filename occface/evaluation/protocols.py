@@ -307,15 +307,24 @@ def evaluate_pairs(cache, pairs, occlusion="none", occlude="both", seed=0, flip=
     if occlusion not in OCCLUSION_KINDS:
         raise ValueError(f"unknown occlusion {occlusion!r}; choose from {', '.join(OCCLUSION_KINDS)}")
     occ_a, occ_b = pair_occlusion(len(pairs), "none" if occlusion == "none" else occlude)
+    # Warm the cache with one batch run per condition (one progress bar each), then assemble.
+    for flag, kind in ((False, "none"), (True, occlusion)):
+        needed = [k for k, o in zip(pairs.keys_a, occ_a) if o == flag] + \
+                 [k for k, o in zip(pairs.keys_b, occ_b) if o == flag]
+        if needed:
+            cache.get(list(dict.fromkeys(needed)), kind, seed, flip)
     emb = {}
     for side, keys, occ in (("a", pairs.keys_a, occ_a), ("b", pairs.keys_b, occ_b)):
         keys = list(keys)
-        out = np.empty((len(keys), cache.model.embedding_size), np.float32)
+        out = None
         for flag in (False, True):
             idx = np.flatnonzero(occ == flag)
             if idx.size:
-                out[idx] = cache.get([keys[i] for i in idx], occlusion if flag else "none", seed,
-                                     flip)
+                part = cache.get([keys[i] for i in idx], occlusion if flag else "none", seed,
+                                 flip)
+                if out is None:
+                    out = np.empty((len(keys), part.shape[1]), np.float32)
+                out[idx] = part
         emb[side] = out
     scores = pair_scores(emb["a"], emb["b"])
     ver = verification_accuracy(scores, pairs.issame, pairs.folds)

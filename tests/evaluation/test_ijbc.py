@@ -1,60 +1,21 @@
 """IJB-C 1:1 on a miniature release written by the test: file parsing, landmark alignment,
 media-then-template pooling, faceness weighting, pair scoring, occluded subset."""
-import cv2
 import numpy as np
 import pytest
 
 from occface.data import template_landmarks
-from occface.evaluation import (EmbeddingModel, evaluate_ijbc_features, ijbc_image_features,
+from occface.evaluation import (evaluate_ijbc_features, ijbc_image_features,
                                 occluded_subset, read_ijbc, read_image_list, score_index_pairs,
                                 score_template_pairs, template_features)
 
-R, G, B, Y = (200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)
-# name: (template, media, colour, faceness, landmark offset (x, y))
-IMAGES = {
-    "1.png": (1, 10, R, 1.0, (10, 20)),
-    "2.png": (1, 10, G, 0.5, (30, 5)),
-    "3.png": (1, 11, B, 1.0, (0, 0)),
-    "4.png": (2, 12, B, 0.9, (40, 40)),
-    "5.png": (3, 13, R, 1.0, (5, 35)),
-    "6.png": (3, 13, R, 0.8, (20, 20)),
-    "8.png": (4, 14, G, 1.0, (12, 3)),
-    "9.png": (5, 15, Y, 1.0, (25, 30)),
-}
-PAIRS = [(1, 2, 1), (1, 3, 0), (2, 3, 0), (1, 4, 0), (2, 4, 0), (3, 5, 0)]
 S15 = 1 / np.sqrt(1.5)
-# T1 = media10 mean (R,G -> (.5,.5,0)) + media11 (0,0,1); T2 = B; T3 = R; T4 = G; T5 = (1,1,0)/sqrt2
+# Expected pair scores. T1 = mean of media 10 (R, G -> (.5, .5, 0)) + media 11 (0, 0, 1);
+# T2 = B; T3 = R; T4 = G; T5 = (1, 1, 0) / sqrt 2.
 EXPECTED = [S15, 0.5 * S15, 0.0, 0.5 * S15, 0.0, 1 / np.sqrt(2)]
 
 
-def mean_colour_model():
-    """Embedding = mean RGB colour: exact for the uniform face squares written below."""
-    return EmbeddingModel(lambda x: x.reshape(len(x), -1, 3).mean(axis=1), (112, 112))
-
-
-@pytest.fixture
-def mini_ijbc(tmp_path):
-    root = tmp_path / "IJBC"
-    (root / "meta").mkdir(parents=True)
-    (root / "loose_crop").mkdir()
-    lmk_lines = []
-    for name, (_, _, colour, score, (ox, oy)) in IMAGES.items():
-        img = np.full((160, 160, 3), 60, np.uint8)  # grey background, outside the face square
-        img[oy:oy + 112, ox:ox + 112] = colour
-        cv2.imwrite(str(root / "loose_crop" / name), img[:, :, ::-1])  # RGB -> BGR file
-        lm = template_landmarks(112) + np.array([ox, oy], np.float32)
-        lmk_lines.append(" ".join([name] + [f"{v:.4f}" for v in lm.ravel()] + [str(score)]))
-    # An image with landmarks but no template, and a different order than tid_mid.
-    lmk_lines.append("7.png " + " ".join(["1"] * 10) + " 0.9")
-    (root / "meta" / "ijbc_name_5pts_score.txt").write_text("\n".join(lmk_lines[::-1]) + "\n")
-    (root / "meta" / "ijbc_face_tid_mid.txt").write_text(
-        "".join(f"{n} {t} {m}\n" for n, (t, m, *_rest) in IMAGES.items()))
-    (root / "meta" / "ijbc_template_pair_label.txt").write_text(
-        "".join(f"{a} {b} {c}\n" for a, b, c in PAIRS))
-    return root
-
-
-def test_read_ijbc(mini_ijbc):
+def test_read_ijbc(mini_ijbc, mini_ijbc_spec):
+    IMAGES, _ = mini_ijbc_spec
     meta = read_ijbc(mini_ijbc)
     assert meta.names == list(IMAGES)
     np.testing.assert_array_equal(meta.templates, [v[0] for v in IMAGES.values()])
@@ -63,9 +24,9 @@ def test_read_ijbc(mini_ijbc):
     np.testing.assert_array_equal(meta.pair_label, [True] + [False] * 5)
 
 
-def test_template_pooling_end_to_end(mini_ijbc):
+def test_template_pooling_end_to_end(mini_ijbc, mean_colour_model):
     meta = read_ijbc(mini_ijbc)
-    feats = ijbc_image_features(mean_colour_model(), meta, batch_size=3, flip=True)
+    feats = ijbc_image_features(mean_colour_model, meta, batch_size=3, flip=True)
     # Alignment with the given landmarks crops exactly the face square: pure colour (x2, flip).
     np.testing.assert_allclose(feats[0], [400, 0, 0], atol=1e-3)
     np.testing.assert_allclose(feats[7], [400, 400, 0], atol=1e-3)
@@ -77,9 +38,9 @@ def test_template_pooling_end_to_end(mini_ijbc):
     assert res["operating_points"][0]["below_resolution"] is True
 
 
-def test_faceness_weighting(mini_ijbc):
+def test_faceness_weighting(mini_ijbc, mean_colour_model):
     meta = read_ijbc(mini_ijbc)
-    feats = ijbc_image_features(mean_colour_model(), meta, flip=False)
+    feats = ijbc_image_features(mean_colour_model, meta, flip=False)
     res = evaluate_ijbc_features(feats, meta, use_faceness=True)
     # T1 media 10 = mean(1.0*R, 0.5*G) = (.5,.25,0); + (0,0,1). T2, T3, T4 stay unit colours.
     n = np.sqrt(0.25 + 0.0625 + 1)
@@ -114,9 +75,9 @@ def test_score_index_pairs_kernels(rng, density):
         score_index_pairs(f, [0], [70], feats_b=g)
 
 
-def test_occluded_subset(mini_ijbc, tmp_path):
+def test_occluded_subset(mini_ijbc, tmp_path, mean_colour_model):
     meta = read_ijbc(mini_ijbc)
-    feats = ijbc_image_features(mean_colour_model(), meta, flip=False)
+    feats = ijbc_image_features(mean_colour_model, meta, flip=False)
     lst = tmp_path / "occluded.txt"
     lst.write_text("# occluded images\nloose_crop/3.png\n4.png\n8.png\n")
     occ = read_image_list(lst)

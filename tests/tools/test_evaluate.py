@@ -1,0 +1,86 @@
+"""tools/evaluate.py end to end on a tiny freshly built recognizer."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from occface.paths import REPO_ROOT
+
+TOOL = REPO_ROOT / "tools" / "evaluate.py"
+
+
+def run_tool(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from occface.models import build_recognizer
+    model = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
+                             embedding_size=16, width=4, seed=0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+def test_bin_end_to_end_with_json_and_plot(tiny_model, tmp_path, rng):
+    from occface.data import write_verification_bin
+    imgs = rng.integers(0, 256, (40, 112, 112, 3)).astype(np.uint8)
+    write_verification_bin(tmp_path / "t.bin", imgs, np.arange(20) % 2 == 0)
+    out, plot = tmp_path / "res.json", tmp_path / "roc.png"
+    r = run_tool("--model", tiny_model, "--protocol", "bin", "--data_dir", tmp_path / "t.bin",
+                 "--occlusion", "none,block", "--occlude", "one", "--flip", "--fars", "0.1,0.5",
+                 "--output", out, "--plot", plot, "--batch_size", "16")
+    assert r.returncode == 0, r.stderr
+    assert "clean" in r.stdout and "block (one)" in r.stdout and "±" in r.stdout
+    assert "TAR@1e-1" in r.stdout
+    assert "embed" in r.stderr  # progress bar
+    rep = json.loads(out.read_text())
+    assert rep["settings"]["flip"] is True and rep["settings"]["occlusion"] == "none,block"
+    assert rep["git_commit"] is None or len(rep["git_commit"]) >= 40
+    clean, block = rep["report"]["conditions"]
+    assert clean["n_pairs"] == 20 and len(clean["thresholds"]) == 10
+    assert set(clean["tar_at_far"]) == {"0.1", "0.5"}
+    assert 0 <= block["feature_robustness"] <= 4
+    assert rep["report"]["model"]["input_size"] == [32, 32]
+    assert plot.stat().st_size > 1000
+
+
+def test_lfw_real_pairs_without_matplotlib(tiny_model, tmp_path, data_root):
+    fake = tmp_path / "nompl" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    import os
+    env = dict(os.environ, PYTHONPATH=str(fake.parent), OCCFACE_DATA=str(data_root))
+    r = run_tool("--model", tiny_model, "--protocol", "lfw", "--max_pairs", "20",
+                 "--occlusion", "none,mask", "--plot", tmp_path / "roc.png",
+                 "--output", tmp_path / "r.json", "--cache_dir", tmp_path / "faces", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "matplotlib is not installed: skipping --plot" in r.stderr
+    assert not (tmp_path / "roc.png").exists()
+    rep = json.loads((tmp_path / "r.json").read_text())["report"]
+    assert rep["n_pairs"] == 20 and rep["faces"]["mode"] == "detect"
+    assert 0 < rep["faces"]["loaded"] <= 40
+    assert list((tmp_path / "faces").glob("faces_112_*.npz"))  # aligned faces cached on disk
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/nonexistent/model.keras"], "model not found: /nonexistent/model.keras"),
+    (["--model", "x.keras", "--occlusion", "scarf"], "unknown occlusion 'scarf'"),
+    (["--model", "x.keras", "--fars", "2"], "--fars values must lie in [0, 1]"),
+])
+def test_user_mistakes_one_line_no_traceback(args, message):
+    r = run_tool(*args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("evaluate: error:")]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_missing_data_dir_is_one_line(tiny_model, tmp_path):
+    r = run_tool("--model", tiny_model, "--protocol", "pairs", "--data_dir", tmp_path / "none.txt")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "evaluate: error: data not found" in r.stderr
