@@ -212,8 +212,10 @@ def load_embedding_model(path, checkpoint="auto"):
           first so they deserialise;
         * a training ``model_dir`` holding ``model.keras`` (last weights), optionally
           ``best/model.keras`` (best validation checkpoint) and ``config.json``;
-        * an exported SavedModel directory (``saved_model.pb``), called through its ``embed``
-          signature (uint8 ``[N, 112, 112, 3]``), else ``serving_default``.
+        * an exported SavedModel directory (``saved_model.pb``), or a TF Serving base directory
+          of numbered versions (``occface.export`` layout; the highest version is used), called
+          through its ``embed`` signature (uint8 ``[N, 112, 112, 3]``), else
+          ``serving_default``.
     checkpoint : {"auto", "best", "last"}
         For a ``model_dir``: ``"auto"`` takes ``best/`` when present, else ``model.keras``.
 
@@ -258,6 +260,11 @@ def load_embedding_model(path, checkpoint="auto"):
                 log.warning("ignoring unreadable %s", cfg)
         log.info("loading %s", chosen)
         return _load_keras_file(chosen, info=info)
+    # TF Serving layout (``occface.export``): numbered version directories; take the newest.
+    versions = sorted((int(p.name), p) for p in path.iterdir()
+                      if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file())
+    if versions:
+        return _load_savedmodel(versions[-1][1])
     for sub in ("export", "saved_model", "savedmodel"):
         if (path / sub / "saved_model.pb").is_file():
             return _load_savedmodel(path / sub)

@@ -257,20 +257,25 @@ def template_features(image_feats, templates, medias, faceness=None, normalize=T
     if x.ndim != 2 or x.shape[0] != templates.size or medias.size != templates.size:
         raise ValueError(f"image features {x.shape}, templates ({templates.size},) and medias "
                          f"({medias.size},) must agree")
-    if normalize:
-        x = l2_normalize(x)
     if faceness is not None:
         faceness = np.asarray(faceness, dtype=np.float32).reshape(-1)
         if faceness.size != templates.size:
             raise ValueError("faceness must have one score per image")
-        x = x * faceness[:, None]
     order = np.lexsort((medias, templates))
+    xo = x[order]  # the only full-size copy; everything below works in place (float32)
+    if normalize:
+        norms = np.sqrt(np.einsum("ij,ij->i", xo, xo))[:, None]
+        np.divide(xo, np.maximum(norms, 1e-12), out=xo)
+    if faceness is not None:
+        np.multiply(xo, faceness[order][:, None], out=xo)
     t_sorted, m_sorted = templates[order], medias[order]
     new_media = np.ones(order.size, dtype=bool)
     new_media[1:] = (t_sorted[1:] != t_sorted[:-1]) | (m_sorted[1:] != m_sorted[:-1])
     starts = np.flatnonzero(new_media)
     counts = np.diff(np.append(starts, order.size))
-    media_feats = np.add.reduceat(x[order].astype(np.float64), starts, axis=0) / counts[:, None]
+    media_feats = np.add.reduceat(xo, starts, axis=0)
+    del xo
+    media_feats /= counts[:, None].astype(np.float32)
     media_templates = t_sorted[starts]
     new_t = np.ones(starts.size, dtype=bool)
     new_t[1:] = media_templates[1:] != media_templates[:-1]

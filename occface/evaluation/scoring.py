@@ -18,11 +18,16 @@ import numpy as np
 __all__ = ["score_index_pairs"]
 
 
-def _gather_dot(feats_a, feats_b, i, j, out, chunk):
+def _gather_dot(feats_a, feats_b, i, j, out, buf_a, buf_b):
+    """Row-wise dot products of gathered rows, through preallocated (chunk, D) buffers."""
+    chunk = buf_a.shape[0]
     for s in range(0, i.size, chunk):
-        a = feats_a[i[s:s + chunk]]
-        a *= feats_b[j[s:s + chunk]]
-        out[s:s + chunk] = a.sum(axis=1)
+        n = min(chunk, i.size - s)
+        a, b = buf_a[:n], buf_b[:n]
+        np.take(feats_a, i[s:s + n], axis=0, out=a)
+        np.take(feats_b, j[s:s + n], axis=0, out=b)
+        np.multiply(a, b, out=a)
+        np.sum(a, axis=1, out=out[s:s + n])
 
 
 def score_index_pairs(feats, i, j, feats_b=None, block=512, gemm_density=0.02, chunk=8192):
@@ -66,6 +71,10 @@ def score_index_pairs(feats, i, j, feats_b=None, block=512, gemm_density=0.02, c
     order = np.argsort(block_of, kind="stable")  # radix sort for int16
     bounds = np.searchsorted(block_of[order], np.arange(n_blocks + 1))
     mark = np.zeros(feats_b.shape[0], dtype=bool)
+    # Buffers are allocated once: fresh large allocations are page-faulted in on every use, which
+    # on some machines costs more than the arithmetic.
+    prod_buf = cols_buf = gather_a = gather_b = None
+    d = feats.shape[1]
     for b in range(n_blocks):
         sel = order[bounds[b]:bounds[b + 1]]
         if sel.size == 0:
@@ -76,12 +85,21 @@ def score_index_pairs(feats, i, j, feats_b=None, block=512, gemm_density=0.02, c
         n_cols = int(np.count_nonzero(mark))
         r0, r1 = b * block, min((b + 1) * block, feats.shape[0])
         if sel.size >= gemm_density * (r1 - r0) * n_cols:
+            if prod_buf is None:
+                prod_buf = np.empty(block * feats_b.shape[0], dtype=np.float32)
+                cols_buf = np.empty(feats_b.shape[0] * d, dtype=np.float32)
             cols = np.flatnonzero(mark)
             col_of = np.cumsum(mark) - 1
-            prod = feats[r0:r1] @ feats_b[cols].T
-            out[sel] = prod[bi - r0, col_of[bj]]
+            g = cols_buf[:n_cols * d].reshape(n_cols, d)
+            np.take(feats_b, cols, axis=0, out=g)
+            prod = prod_buf[:(r1 - r0) * n_cols].reshape(r1 - r0, n_cols)
+            np.matmul(feats[r0:r1], g.T, out=prod)
+            out[sel] = prod_buf[(bi - r0) * n_cols + col_of[bj]]
         else:
+            if gather_a is None:
+                gather_a = np.empty((chunk, d), dtype=np.float32)
+                gather_b = np.empty((chunk, d), dtype=np.float32)
             tmp = np.empty(sel.size, dtype=np.float32)
-            _gather_dot(feats, feats_b, bi, bj, tmp, chunk)
+            _gather_dot(feats, feats_b, bi, bj, tmp, gather_a, gather_b)
             out[sel] = tmp
     return out

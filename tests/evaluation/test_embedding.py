@@ -116,3 +116,18 @@ def test_load_errors(tmp_path):
     tiny_model().save(tmp_path / "run" / "model.keras")
     with pytest.raises(FileNotFoundError, match="best"):
         load_embedding_model(tmp_path / "run", checkpoint="best")
+
+
+def test_loads_occface_export_versioned_layout(tmp_path):
+    """The TF Serving layout written by occface.export (base/<version>/saved_model.pb)."""
+    export = pytest.importorskip("occface.export")
+    from occface.models import build_recognizer
+    rec = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
+                           embedding_size=16, width=4, seed=0)
+    export.export_model(tmp_path / "exp", kind="embed", recognizer=rec, threshold=0.5)
+    m = load_embedding_model(tmp_path / "exp")
+    assert m.kind == "savedmodel" and m.info["signature"] == "embed"
+    images = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3)).astype(np.uint8)
+    emb = embed_images(m, images)
+    assert emb.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # normalised there

@@ -105,7 +105,7 @@ def test_read_pair_list(tmp_path):
         PairSet(["a"], ["b", "c"], [True], 1)
 
 
-def test_lfw_pairs_real_data(data_root):
+def test_lfw_pairs_real_data(data_root, tmp_path):
     pairs = lfw_pair_set(data_root / "lfw")
     assert len(pairs) == 6000 and pairs.issame.sum() == 3000
     assert np.bincount(pairs.folds).tolist() == [600] * 10
@@ -116,3 +116,12 @@ def test_lfw_pairs_real_data(data_root):
     assert img.shape == (112, 112, 3) and img.dtype == np.uint8 and found
     # Detected landmarks land near the template after alignment.
     assert np.abs(lm - template_landmarks(112)).max() < 8
+    # Aligned faces are cached on disk: a second source re-reads them without detecting.
+    keys = pairs.keys_a[:3]
+    first = FaceSource("detect", size=112, cache_dir=tmp_path)
+    first.preload(keys)
+    second = FaceSource("detect", size=112, cache_dir=tmp_path)
+    second._load = None  # any detection attempt would fail
+    second.preload(keys)
+    np.testing.assert_array_equal(second.get(keys[2])[0], first.get(keys[2])[0])
+    assert second.stats["loaded"] == 3
