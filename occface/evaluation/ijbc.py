@@ -215,9 +215,10 @@ class IJBCImages:
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return np.stack([self.load(k) for k in range(*index.indices(len(self)))]) \
-                if len(range(*index.indices(len(self)))) else np.zeros(
-                    (0, self.size, self.size, 3), np.uint8)
+            ks = range(*index.indices(len(self)))
+            if not ks:
+                return np.zeros((0, self.size, self.size, 3), np.uint8)
+            return np.stack([self.load(k) for k in ks])
         return self.load(int(index))
 
 

@@ -80,8 +80,16 @@ def test_savedmodel_embed_signature(tmp_path, model_and_images):
     tf.saved_model.save(exp, str(tmp_path / "sm"), signatures={"embed": exp.embed})
     m = load_embedding_model(tmp_path / "sm")
     assert m.kind == "savedmodel" and m.input_dtype == "uint8" and m.input_size == (16, 16)
-    np.testing.assert_allclose(m(images), model.predict(images.astype(np.float32), verbose=0),
-                               rtol=1e-5, atol=1e-5)
+    want = model.predict(images.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(m(images), want, rtol=1e-5, atol=1e-5)
+
+    # TF Serving layout (occface.export): base/<version>/; the highest version is loaded.
+    old = Exported(tiny_model(seed=9))
+    tf.saved_model.save(old, str(tmp_path / "base" / "2"), signatures={"embed": old.embed})
+    tf.saved_model.save(exp, str(tmp_path / "base" / "10"), signatures={"embed": exp.embed})
+    m = load_embedding_model(tmp_path / "base")
+    assert m.source.endswith("10")
+    np.testing.assert_allclose(m(images), want, rtol=1e-5, atol=1e-5)
 
 
 def test_embed_images_batches_flip_and_resize(model_and_images):
@@ -117,17 +125,3 @@ def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="best"):
         load_embedding_model(tmp_path / "run", checkpoint="best")
 
-
-def test_loads_occface_export_versioned_layout(tmp_path):
-    """The TF Serving layout written by occface.export (base/<version>/saved_model.pb)."""
-    export = pytest.importorskip("occface.export")
-    from occface.models import build_recognizer
-    rec = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
-                           embedding_size=16, width=4, seed=0)
-    export.export_model(tmp_path / "exp", kind="embed", recognizer=rec, threshold=0.5)
-    m = load_embedding_model(tmp_path / "exp")
-    assert m.kind == "savedmodel" and m.info["signature"] == "embed"
-    images = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3)).astype(np.uint8)
-    emb = embed_images(m, images)
-    assert emb.shape == (3, 16)
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # normalised there
