@@ -227,3 +227,31 @@ def test_load_recognizer(tmp_path):
     (tmp_path / "weights.h5").write_text("x")
     with pytest.raises(ValueError, match=".keras"):
         load_recognizer(tmp_path / "weights.h5")
+
+
+@pytest.mark.parametrize("finite", [True, False])
+def test_apply_gradients_if_finite_uses_each_replicas_gradients(finite):
+    """Two replicas with different data: the update must be the global-batch gradient."""
+    from occface.inpainting.trainer import apply_gradients_if_finite
+    from occface.train import ShardedInput
+    x = np.arange(8, dtype=np.float32).reshape(8, 1)
+    results = []
+    for strategy in (tf.distribute.get_strategy(),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            w = tf.Variable([[1.0]])
+            opt = keras.optimizers.SGD(0.1)
+            opt.build([w])
+        inputs = ShardedInput(strategy, tf.data.Dataset.from_tensors(x).repeat())
+
+        def replica(batch):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(batch @ w) / 8.0
+            apply_gradients_if_finite(tf.constant(finite), opt, tape.gradient(loss, [w]), [w])
+            return loss
+
+        tf.function(lambda: strategy.run(replica, args=(inputs.next(),)), autograph=False)()
+        results.append((float(w.numpy()[0, 0]), int(opt.iterations.numpy())))
+    expected = (1.0 - 0.1 * x.sum() / 8.0, 1) if finite else (1.0, 0)
+    for value, iterations in results:
+        assert np.isclose(value, expected[0]) and iterations == expected[1]
