@@ -11,7 +11,11 @@ Pieces:
   :func:`parsing_labels_from_landmarks` by :func:`train_face_parser`), :func:`instance_loss`,
   :func:`identity_diversity_loss` (Eq. 5) with :func:`identity_centroids`;
 * the frozen recognizer adapter :class:`RecognizerFeatures`;
-* classical baselines :func:`classical_inpaint` (OpenCV Telea / Navier–Stokes).
+* classical baselines :func:`classical_inpaint` (OpenCV Telea / Navier–Stokes);
+* training: :mod:`occface.inpainting.trainer` (:class:`~occface.inpainting.trainer.IDGANConfig`,
+  :func:`~occface.inpainting.trainer.train_idgan`), imported on demand;
+* comparison protocol: :mod:`occface.inpainting.evaluate` (PSNR/SSIM and occluded-pair
+  verification for OCC / Telea / NS / generators).
 """
 
 from occface.inpainting.classical import classical_inpaint

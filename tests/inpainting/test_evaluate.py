@@ -1,0 +1,75 @@
+"""Inpainting comparison: methods, side-by-side strips, PSNR/SSIM and occluded-pair verification."""
+import numpy as np
+import pytest
+
+import keras
+
+from occface.evaluation.protocols import FaceSource, PairSet
+from occface.inpainting import build_generator
+from occface.inpainting.evaluate import (evaluate_inpainting_pairs, format_inpainting_table,
+                                         generator_inpaint_fn, inpainting_methods, load_generator,
+                                         side_by_side)
+
+S = 32
+
+
+def smooth_faces(n, rng):
+    yy, xx = np.mgrid[:S, :S] / S
+    out = []
+    for _ in range(n):
+        a, b, c = rng.uniform(40, 200, 3)
+        img = np.stack([a + 40 * xx, b + 40 * yy, c + 20 * (xx + yy)], axis=-1)
+        out.append(np.clip(img, 0, 255))
+    return np.stack(out).astype(np.uint8)
+
+
+def test_generator_fn_resizes_and_keeps_known_pixels(rng):
+    fn = generator_inpaint_fn(build_generator(S, width=4), batch_size=2)
+    images = rng.integers(0, 255, (3, 48, 48, 3), dtype=np.uint8)
+    masks = np.zeros((3, 48, 48), np.uint8)
+    masks[:, 10:30, 12:40] = 1
+    out = fn(images, masks)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[masks == 0], images[masks == 0])
+    assert not np.array_equal(out[masks == 1], images[masks == 1])
+
+
+def test_methods_and_side_by_side(tmp_path, rng):
+    gen = build_generator(S, width=4)
+    gen.save(tmp_path / "generator.keras")
+    methods = inpainting_methods({"wID": tmp_path}, classical=("telea", "ns"))
+    assert list(methods) == ["OCC", "Telea", "NS", "wID"]
+    assert isinstance(load_generator(tmp_path / "generator.keras"), keras.Model)
+    with pytest.raises(FileNotFoundError):
+        load_generator(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="classical"):
+        inpainting_methods(classical=("patchmatch",))
+    strip = side_by_side([np.zeros((S, S, 3), np.uint8)] * 3, labels=["a", "b", "c"], gap=2)
+    assert strip.shape == (S + 16, 3 * S + 4, 3)
+    assert np.all(strip[:S, S:S + 2] == 255)
+
+
+def test_evaluate_pairs_quality_and_verification(rng):
+    faces = smooth_faces(8, rng)
+    source = FaceSource("array", size=S, images=faces)
+    pairs = PairSet(keys_a=[0, 2, 4, 6, 0, 1, 2, 3], keys_b=[1, 3, 5, 7, 4, 5, 6, 7],
+                    issame=[1, 1, 1, 1, 0, 0, 0, 0], folds=2)
+    keras.utils.set_random_seed(0)
+    recognizer = keras.Sequential([keras.Input((S, S, 3)), keras.layers.Rescaling(1 / 255.0),
+                                   keras.layers.AveragePooling2D(8), keras.layers.Flatten()])
+    methods = inpainting_methods({"G": build_generator(S, width=4)})
+    report = evaluate_inpainting_pairs(pairs, source, methods, recognizer=recognizer, seed=1,
+                                       batch_size=3, examples=2)
+    assert report["n_occluded_images"] == 6  # the distinct second faces
+    occ, telea = report["methods"]["OCC"], report["methods"]["Telea"]
+    assert telea["psnr"] > occ["psnr"] + 3 and telea["ssim"] > occ["ssim"]
+    for name, row in report["methods"].items():
+        assert 0.0 <= row["accuracy"] <= 1.0 and len(row["fold_accuracies"]) == 2, name
+    assert 0.0 <= report["clean"]["accuracy"] <= 1.0
+    assert len(report["examples"]) == 2 and report["examples"][0].shape[1] == 6 * S + 10
+    table = format_inpainting_table(report)
+    assert "| Telea |" in table and "clean (no occlusion)" in table
+    quality_only = evaluate_inpainting_pairs(pairs, source, {"OCC": methods["OCC"]}, seed=1)
+    assert quality_only["methods"]["OCC"]["psnr"] == pytest.approx(occ["psnr"])
+    assert "accuracy" not in quality_only["methods"]["OCC"]
+    assert "accuracy" not in format_inpainting_table(quality_only)
