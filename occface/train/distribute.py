@@ -105,7 +105,8 @@ class ShardedInput:
 
     The dataset yields this *worker's* batch (the global batch divided by the number of workers);
     :meth:`next` (call it inside the ``tf.function`` step) takes one element and splits every
-    tensor along axis 0 into equal contiguous slices, one per local replica, in replica order.
+    tensor along axis 0 into equal contiguous slices, one per local replica, in replica order
+    (scalars, e.g. a skipped-images counter, go whole to every replica).
     With one worker and global batch ``B`` over ``R`` replicas, replica ``r`` thus gets rows
     ``[r·B/R, (r+1)·B/R)`` of exactly the batch a single-device run would see.
 
@@ -127,15 +128,18 @@ class ShardedInput:
         self.strategy = strategy
         self.num_local = num_local_replicas(strategy)
         self.distributed = is_distributed(strategy)
-        for spec in tf.nest.flatten(dataset.element_spec):
-            batch = spec.shape[0] if spec.shape.rank else None
+        specs = [s for s in tf.nest.flatten(dataset.element_spec) if s.shape.rank]
+        if not specs:
+            raise ValueError("ShardedInput needs batched tensors (rank >= 1)")
+        for spec in specs:
+            batch = spec.shape[0]
             if batch is None:
                 raise ValueError("ShardedInput needs a static batch dimension: batch the dataset "
                                  "with drop_remainder=True")
             if batch % self.num_local:
                 raise ValueError(f"per-worker batch {batch} is not divisible by the "
                                  f"{self.num_local} local replicas")
-        self.batch_size = int(tf.nest.flatten(dataset.element_spec)[0].shape[0])
+        self.batch_size = int(specs[0].shape[0])
         with tf.device("/cpu:0"):
             self.iterator = iter(dataset)
 
@@ -152,7 +156,8 @@ class ShardedInput:
 
         def value_fn(ctx):
             i = ctx.replica_id_in_sync_group % n
-            return tf.nest.map_structure(lambda t: t[i * b:(i + 1) * b], element)
+            return tf.nest.map_structure(
+                lambda t: t[i * b:(i + 1) * b] if t.shape.rank else t, element)
 
         return self.strategy.experimental_distribute_values_from_function(value_fn)
 

@@ -143,8 +143,9 @@ class TrainingLoop:
     ----------
     step_fn : callable
         ``step_fn() -> dict[str, scalar tensor]``; must contain ``"finite"`` (bool/0-1: whether
-        the update was applied). Other entries are averaged (over applied steps) for summaries
-        and passed to ``progress``.
+        the update was applied). Other entries are averaged (over applied steps) for summaries,
+        except counters (keys ending in ``_count``), logged at their latest value; all are passed
+        to ``progress``.
     total_steps : int
     step : tf.Variable (int64)
         The step counter; checkpoint it with the rest so a resumed run starts where it stopped.
@@ -181,6 +182,16 @@ class TrainingLoop:
         self.progress = progress
         self.images_per_step = images_per_step
         self.history = []  # (step, means) at each summary
+        self.step_seconds = 0.0  # time inside step_fn, first (tracing) step excluded
+        self.timed_steps = 0
+        self.first_step_seconds = None
+
+    @property
+    def images_per_sec(self):
+        """Training throughput over this run (first step excluded), or None."""
+        if not self.timed_steps or not self.images_per_step:
+            return None
+        return self.images_per_step * self.timed_steps / self.step_seconds
 
     def _save(self, step):
         if self.keeper is None or self.guard.in_streak:
@@ -190,30 +201,47 @@ class TrainingLoop:
             log.info("step %d: checkpoint %s", step, path)
 
     def run(self):
-        """Train from the current value of ``step`` to ``total_steps``; returns the last means."""
+        """Train from the current value of ``step`` to ``total_steps``; returns the last values.
+
+        Throughput (``images_per_sec``, ``steps_per_sec`` in summaries; :attr:`step_seconds`)
+        counts only the time inside ``step_fn`` (data wait included; validation, checkpoints and
+        summaries excluded) and leaves out the first step of the run, which traces the graph.
+        """
         step = int(self.step.numpy())
         means = ScalarMeans()
-        interval_start, interval_steps = time.monotonic(), 0
+        interval_time, interval_steps = 0.0, 0
+        first = True
         last = {}
         while step < self.total_steps:
+            t0 = time.perf_counter()
             out = self.step_fn()
             values = {k: float(np.asarray(v)) for k, v in out.items()}
+            dt = time.perf_counter() - t0
+            if first:
+                self.first_step_seconds = dt
+                first = False
+            else:
+                interval_time += dt
+                interval_steps += 1
+                self.step_seconds += dt
+                self.timed_steps += 1
             step += 1
             self.step.assign(step)
             finite = bool(values.pop("finite", 1.0))
-            interval_steps += 1
             self.guard.update(finite, step,
                               last_checkpoint=self.keeper.last_saved if self.keeper else None)
+            counts = {k: v for k, v in values.items() if k.endswith("_count")}
             if finite:
-                means.add(values)
+                means.add({k: v for k, v in values.items() if k not in counts})
             last = values
             if self.summary_interval and (step % self.summary_interval == 0
                                           or step == self.total_steps):
-                elapsed = max(time.monotonic() - interval_start, 1e-9)
                 logged = means.means()
-                if self.images_per_step:
-                    logged["images_per_sec"] = self.images_per_step * interval_steps / elapsed
-                logged["steps_per_sec"] = interval_steps / elapsed
+                logged.update(counts)  # counters: the latest value, not a mean
+                if interval_steps:
+                    logged["steps_per_sec"] = interval_steps / max(interval_time, 1e-9)
+                    if self.images_per_step:
+                        logged["images_per_sec"] = logged["steps_per_sec"] * self.images_per_step
                 logged["skipped_steps"] = float(self.guard.total_skipped)
                 if self.extra_scalars is not None:
                     logged.update(self.extra_scalars())
@@ -223,7 +251,7 @@ class TrainingLoop:
                 log.info("step %d: %s", step,
                          ", ".join(f"{k}={v:.4g}" for k, v in sorted(logged.items())))
                 means.reset()
-                interval_start, interval_steps = time.monotonic(), 0
+                interval_time, interval_steps = 0.0, 0
             for hook in self.hooks:
                 hook(step, values)
             if self.checkpoint_interval and step % self.checkpoint_interval == 0 \

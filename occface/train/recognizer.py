@@ -149,9 +149,9 @@ class RecognizerConfig:
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
             setattr(self, key, tuple(value))
-        self.train_folds = tuple(int(v) for v in self.train_folds)
-        self.val_folds = tuple(int(v) for v in self.val_folds)
-        self.lr_boundaries = tuple(int(v) for v in self.lr_boundaries)
+        self.train_folds = int_list(self.train_folds, "train_folds")
+        self.val_folds = int_list(self.val_folds, "val_folds")
+        self.lr_boundaries = int_list(self.lr_boundaries, "lr_boundaries", ranges=False)
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -209,6 +209,26 @@ class RecognizerConfig:
                "val_folds needs val_pairs (or lfw_pairs)")
 
 
+def int_list(values, name="value", ranges=True):
+    """Integers from ``values`` (ints or strings; ``"0-6"`` expands to 0..6 when ``ranges``)."""
+    out = []
+    for v in values:
+        text = str(v).strip()
+        try:
+            if ranges and "-" in text[1:]:
+                lo, hi = text.split("-", 1) if not text.startswith("-") else (text, "")
+                lo, hi = int(lo), int(hi)
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(text))
+        except ValueError:
+            raise ValueError(f"{name}: expected integers{' or ranges like 0-6' if ranges else ''}"
+                             f", got {text!r}") from None
+    return tuple(out)
+
+
 def _check(ok, message):
     if not ok:
         raise ValueError(message)
@@ -258,15 +278,30 @@ def _all_layers(model):
         stack.extend(getattr(layer, "_layers", []) or [])
 
 
-def regularization_terms(model):
+def regularization_terms(model, reference=None):
     """Split ``model.losses`` into the weight-regularizer part (Eq. 1) and the rest (Eq. 2).
 
     Call right after a ``training=True`` forward pass (inside the same trace). Returns float32
     scalars ``(filter_term, response_term, total)``; ``filter_term`` is the sum of the kernel
     regularizers of trainable weights (the Eq. 1 filter orthogonality for SR variants) and
     ``response_term`` = total − filter_term (the activity losses added in ``call``: Eq. 2).
+
+    Parameters
+    ----------
+    model : keras.Model
+    reference : tensor, optional
+        An output of this replica's forward pass. Under ``MirroredStrategy`` the replicas share
+        the layer objects, so ``model.losses`` holds the activity losses of *every* replica traced
+        so far (the replica threads interleave at synchronised-BatchNorm all-reduces); only the
+        losses placed on ``reference``'s device — this replica's — are kept.
     """
-    losses = [tf.cast(l, tf.float32) for l in model.losses]
+    losses = list(model.losses)
+    if reference is not None and tf.distribute.has_strategy() and losses:
+        device = getattr(reference, "device", "")
+        mine = [l for l in losses if getattr(l, "device", "") == device]
+        if device and mine:
+            losses = mine
+    losses = [tf.cast(l, tf.float32) for l in losses]
     total = tf.add_n(losses) if losses else tf.zeros((), tf.float32)
     reg = [tf.cast(v.regularizer(v), tf.float32) for v in model.trainable_weights
            if getattr(v, "regularizer", None) is not None]
@@ -284,7 +319,9 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
     model, head : the recognizer and the ArcFace layer (built under ``strategy.scope()``).
     optimizer : keras optimizer (built on ``model`` + ``head`` trainable variables).
     inputs : ShardedInput
-        Yields ``(images float32 (b, S, S, 3) in [0, 255], labels int32 (b,))`` per replica.
+        Yields ``(images float32 (b, S, S, 3) in [0, 255], labels int32 (b,))`` per replica,
+        optionally with a third element: the ``int64`` scalar count of training images skipped
+        so far because they did not decode (``training_dataset(with_skip_count=True)``).
     global_batch_size : int
     l2_weight_decay : float
         Coupled weight decay (SGD), added as ``wd/2·Σ‖w‖²``.
@@ -298,7 +335,8 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
     callable
         ``step() -> dict`` of scalar tensors: ``loss``, ``arcface``, ``sr_filter``,
         ``sr_response``, ``weight_decay``, ``accuracy`` (margin logits, global batch),
-        ``finite`` (whether the update was applied).
+        ``finite`` (whether the update was applied), ``skipped_images_count`` (this worker's
+        undecodable images so far; 0 without a counter).
     """
     from occface.losses import arcface_loss
     num_replicas = strategy.num_replicas_in_sync
@@ -315,7 +353,7 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
             logits = head([embeddings, labels], training=True)
             local = tf.cast(tf.shape(labels)[0], tf.float32)
             arc = arcface_loss(labels, logits) * local / float(global_batch_size)
-            filt, resp, aux = regularization_terms(model)
+            filt, resp, aux = regularization_terms(model, reference=embeddings)
             wd = l2_penalty(variables, l2_weight_decay)
             loss = arc + (aux + wd) / float(num_replicas)
             scaled = optimizer.scale_loss(loss)
@@ -337,7 +375,8 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
         forward = tf.function(forward, jit_compile=True)
 
     def replica_step(batch):
-        images, labels = batch
+        images, labels = batch[0], batch[1]
+        skipped = tf.cast(batch[2], tf.float32) if len(batch) > 2 else tf.zeros((), tf.float32)
         snapshot = [tf.identity(v) for v in bn_state]
         grads, terms = forward(images, labels)
         arc, filt, resp, wd, acc, bad = dist.all_reduce_sum(terms)
@@ -353,7 +392,8 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
 
         dist.apply_if_finite(finite, apply, (list(grads),), restore, (snapshot,))
         return {"loss": loss, "arcface": arc, "sr_filter": filt, "sr_response": resp,
-                "weight_decay": wd, "accuracy": acc, "finite": tf.cast(finite, tf.float32)}
+                "weight_decay": wd, "accuracy": acc, "finite": tf.cast(finite, tf.float32),
+                "skipped_images_count": skipped}
 
     @tf.function
     def step():
@@ -370,7 +410,11 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
 
 
 def training_data(config, per_worker_batch, seed):
-    """``(dataset, num_classes)`` for ``config`` from :func:`occface.data.training_dataset`."""
+    """``(dataset, num_classes)`` for ``config`` from :func:`occface.data.training_dataset`.
+
+    Images that do not decode are skipped by the pipeline and counted (third element of each
+    batch; logged as ``skipped_images_count``).
+    """
     import occface.data as occdata
     if not config.data_dir:
         raise ValueError("no training data: set data_dir")
@@ -392,7 +436,7 @@ def training_data(config, per_worker_batch, seed):
     except AttributeError:
         raise ValueError("occface.data.training_dataset is not available in this version of "
                          "occface.data") from None
-    kwargs = dict(augment=config.augment, seed=seed, identities=identities)
+    kwargs = dict(augment=config.augment, seed=seed, identities=identities, with_skip_count=True)
     if config.train_occlusion:
         kwargs["occlusion"] = config.train_occlusion
     dataset, num_classes = training_dataset(config.data_dir, per_worker_batch, config.input_size,
@@ -444,7 +488,8 @@ def train_recognizer(config, *, dataset=None, num_classes=None, validator=None, 
     -------
     dict
         ``{"step", "final": last-interval scalars, "validation": curve, "best": best metrics,
-        "images_per_sec", "model_path", "restored_from"}``.
+        "images_per_sec", "model_path", "restored_from", "model", "head"}``; ``model`` and
+        ``head`` are the trained Keras objects (the rest is JSON-serialisable).
 
     Raises
     ------
@@ -576,13 +621,15 @@ def _train(config, model_dir, dataset, num_classes, validator, progress, strateg
         val_writer.close()
     elapsed = time.monotonic() - started
     done = int(step_var.numpy()) - start_step
-    images_per_sec = done * config.batch_size / elapsed if done else None
+    images_per_sec = loop.images_per_sec
 
     result = {"step": int(step_var.numpy()), "restored_from": restored,
               "final": loop.history[-1][1] if loop.history else {},
               "history": [{"step": s, **v} for s, v in loop.history],
               "validation": curve, "best": max(curve, key=lambda e: e["mean_acc"]) if curve else None,
-              "images_per_sec": images_per_sec, "skipped_steps": loop.guard.total_skipped,
+              "images_per_sec": images_per_sec, "first_step_seconds": loop.first_step_seconds,
+              "wall_seconds": elapsed, "steps_run": done,
+              "skipped_steps": loop.guard.total_skipped,
               "num_classes": int(num_classes), "num_replicas": strategy.num_replicas_in_sync,
               "model_path": str(model_dir / "model.keras")}
     if is_chief:
@@ -591,6 +638,7 @@ def _train(config, model_dir, dataset, num_classes, validator, progress, strateg
         meta = run_metadata(stored)
         meta["result"] = {k: v for k, v in result.items() if k != "history"}
         write_json(model_dir / "training.json", meta)
+    result["model"], result["head"] = model, head
     return result
 
 

@@ -91,11 +91,14 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
     folds : iterable of int
     image_size : int
     occlusions : iterable of str
-        ``"none"`` for the clean set, or an occlusion kind understood by
-        ``occface.data.occlude_images`` applied to the *second* image of every pair (the
-        occluded-probe protocol). Each becomes a set named ``clean`` / the kind.
+        ``"none"`` for the clean set, or an occlusion kind of
+        :data:`occface.evaluation.OCCLUSION_KINDS` applied (by
+        :func:`occface.evaluation.occlude_face`, at the aligned template landmarks) to the
+        *second* image of every pair: the clean-gallery / occluded-probe protocol. Each becomes a
+        set named ``clean`` / the kind.
     seed : int
-        Seed of the occlusion placement (the same every validation).
+        Seed of the occlusion placement (each image's occlusion depends on it and the image
+        path, so it is the same at every validation).
     ext : str, optional
         Image extension when not ``.jpg``; auto-detected (``.jpg``/``.png``) when None.
 
@@ -130,15 +133,13 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
     for kind in occlusions:
         if kind in ("none", "clean", ""):
             out["clean"] = PairSet(images_a, images_b, sub.issame, sub.folds)
-        else:
-            from occface import data as occdata
-            occ = getattr(occdata, "occlude_images", None)
-            if occ is None:
-                raise ValueError("occluded validation needs occface.data.occlude_images, which this "
-                                 "version of occface.data does not provide")
-            rng = np.random.default_rng(seed)
-            occluded_b = np.asarray(occ(images_b, kind=kind, rng=rng))
-            out[kind] = PairSet(images_a, occluded_b.astype(np.uint8), sub.issame, sub.folds)
+            continue
+        from occface.data import template_landmarks
+        from occface.evaluation import occlude_face
+        landmarks = template_landmarks(image_size)
+        occluded_b = np.stack([occlude_face(img, landmarks, kind, seed=seed, key=path)[0]
+                               for img, path in zip(images_b, paths_b)])
+        out[kind] = PairSet(images_a, occluded_b.astype(np.uint8), sub.issame, sub.folds)
     return out
 
 

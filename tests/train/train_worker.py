@@ -119,16 +119,22 @@ def main(argv):
                               progress=progress, strategy=strategy)
     print(f"restored_from {result['restored_from']}", flush=True)
 
-    # Dump every saved variable of the newest checkpoint (all but the iterator's internals), so
-    # runs can be compared exactly; every worker reads the chief's checkpoint.
-    latest = tf.train.latest_checkpoint(os.path.join(cfg.model_dir, "checkpoints"))
-    reader = tf.train.load_checkpoint(latest)
-    state = {}
-    for name in reader.get_variable_to_shape_map():
-        if name.startswith("iterator") or name == "_CHECKPOINTABLE_OBJECT_GRAPH":
-            continue
-        state[name.replace("/", "|")] = reader.get_tensor(name)
-    state["__checkpoint__"] = np.asarray(os.path.basename(latest))
+    if num_workers > 1:
+        # Every worker dumps its own in-memory weights: replicas must agree exactly.
+        state = {f"w{i}": v.numpy() for i, v in
+                 enumerate(result["model"].weights + result["head"].weights)}
+        state["step"] = np.asarray(result["step"])
+    else:
+        # Dump every saved variable of the newest checkpoint (all but the iterator's internals),
+        # so runs can be compared exactly.
+        latest = tf.train.latest_checkpoint(os.path.join(cfg.model_dir, "checkpoints"))
+        reader = tf.train.load_checkpoint(latest)
+        state = {}
+        for name in reader.get_variable_to_shape_map():
+            if name.startswith("iterator") or name == "_CHECKPOINTABLE_OBJECT_GRAPH":
+                continue
+            state[name.replace("/", "|")] = reader.get_tensor(name)
+        state["__checkpoint__"] = np.asarray(os.path.basename(latest))
     suffix = f"_worker{worker}" if num_workers > 1 else ""
     np.savez(os.path.join(cfg.model_dir if worker == 0 else os.environ.get("WORKER_OUT", "."),
                           f"final_state{suffix}.npz"), **state)
