@@ -73,3 +73,42 @@ def test_evaluate_pairs_quality_and_verification(rng):
     assert quality_only["methods"]["OCC"]["psnr"] == pytest.approx(occ["psnr"])
     assert "accuracy" not in quality_only["methods"]["OCC"]
     assert "accuracy" not in format_inpainting_table(quality_only)
+
+
+def _write_faces(root, rng, n=3):
+    import cv2
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, face in enumerate(smooth_faces(n, rng)):
+        p = root / f"face{i}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    return paths
+
+
+def test_files_to_strips_and_metrics(tmp_path, rng):
+    import cv2
+    from occface.inpainting.evaluate import (face_strip, faces_report, inpaint_faces,
+                                             prepare_faces, read_mask)
+    paths = _write_faces(tmp_path / "faces", rng)
+    faces = prepare_faces(paths, S, occlusion="block", seed=2)
+    again = prepare_faces(paths, S, occlusion="block", seed=2)
+    assert all(np.array_equal(a["mask"], b["mask"]) for a, b in zip(faces, again))
+    assert faces[0]["mask"].sum() == 12 * 12 and faces[0]["truth"].shape == (S, S, 3)
+    inpaint_faces(faces, inpainting_methods())
+    report = faces_report(faces)
+    assert set(report) == {"OCC", "Telea", "NS"} and report["Telea"]["psnr"] > report["OCC"]["psnr"]
+    assert face_strip(faces[0]).shape == (S + 16, 5 * S + 8, 3)  # input, 3 methods, truth
+    # given masks: no ground truth, no metrics
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:30, 10:30] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png", S), (cv2.resize(
+        mask, (S, S), interpolation=cv2.INTER_NEAREST) > 0).astype(np.uint8))
+    real = prepare_faces(paths[:1], S, mask_paths=[tmp_path / "m.png"])
+    assert real[0]["truth"] is None
+    assert faces_report(inpaint_faces(real, inpainting_methods())) == {}
+    with pytest.raises(ValueError, match="1 images but 2 masks"):
+        prepare_faces(paths[:1], S, mask_paths=[tmp_path / "m.png"] * 2)
+    with pytest.raises(FileNotFoundError):
+        read_mask(tmp_path / "nope.png", S)
