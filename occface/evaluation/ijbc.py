@@ -293,13 +293,22 @@ def score_template_pairs(template_feats, unique_templates, t1, t2, **kwargs):
     ``T x T`` matrix.
     """
     unique_templates = np.asarray(unique_templates)
-    i = np.searchsorted(unique_templates, t1)
-    j = np.searchsorted(unique_templates, t2)
-    for idx, t in ((i, t1), (j, t2)):
-        ok = (idx < unique_templates.size)
-        ok[ok] = unique_templates[idx[ok]] == np.asarray(t)[ok]
+    t1, t2 = np.asarray(t1).reshape(-1), np.asarray(t2).reshape(-1)
+    lo = min(int(t1.min(initial=0)), int(t2.min(initial=0)), int(unique_templates.min(initial=0)))
+    hi = max(int(t1.max(initial=0)), int(t2.max(initial=0)), int(unique_templates.max(initial=0)))
+    if lo >= 0 and hi < 64 * max(unique_templates.size, t1.size) + 1024:
+        # Template ids are small integers (IJB-C: < 200 k): one table lookup per pair.
+        lut = np.full(hi + 1, -1, dtype=np.int64)
+        lut[unique_templates] = np.arange(unique_templates.size)
+        i, j = lut[t1], lut[t2]
+        ok_i, ok_j = i >= 0, j >= 0
+    else:
+        i = np.minimum(np.searchsorted(unique_templates, t1), unique_templates.size - 1)
+        j = np.minimum(np.searchsorted(unique_templates, t2), unique_templates.size - 1)
+        ok_i, ok_j = unique_templates[i] == t1, unique_templates[j] == t2
+    for ok, t in ((ok_i, t1), (ok_j, t2)):
         if not ok.all():
-            raise ValueError(f"template {int(np.asarray(t)[~ok][0])} of a pair has no feature")
+            raise ValueError(f"template {int(t[~ok][0])} of a pair has no feature")
     return score_index_pairs(template_feats, i, j, **kwargs)
 
 

@@ -87,14 +87,18 @@ def score_index_pairs(feats, i, j, feats_b=None, block=512, gemm_density=0.02, c
         if sel.size >= gemm_density * (r1 - r0) * n_cols:
             if prod_buf is None:
                 prod_buf = np.empty(block * feats_b.shape[0], dtype=np.float32)
-                cols_buf = np.empty(feats_b.shape[0] * d, dtype=np.float32)
-            cols = np.flatnonzero(mark)
-            col_of = np.cumsum(mark) - 1
-            g = cols_buf[:n_cols * d].reshape(n_cols, d)
-            np.take(feats_b, cols, axis=0, out=g)
+            if n_cols >= 0.75 * feats_b.shape[0]:
+                # (Nearly) every column is needed: multiply with all of them, no gather.
+                g, col, n_cols = feats_b, bj, feats_b.shape[0]
+            else:
+                if cols_buf is None:
+                    cols_buf = np.empty(feats_b.shape[0] * d, dtype=np.float32)
+                g = cols_buf[:n_cols * d].reshape(n_cols, d)
+                np.take(feats_b, np.flatnonzero(mark), axis=0, out=g)
+                col = (np.cumsum(mark) - 1)[bj]
             prod = prod_buf[:(r1 - r0) * n_cols].reshape(r1 - r0, n_cols)
             np.matmul(feats[r0:r1], g.T, out=prod)
-            out[sel] = prod_buf[(bi - r0) * n_cols + col_of[bj]]
+            out[sel] = prod_buf[(bi - r0) * n_cols + col]
         else:
             if gather_a is None:
                 gather_a = np.empty((chunk, d), dtype=np.float32)

@@ -64,15 +64,16 @@ def test_pooling_is_media_then_template(rng):
 
 
 @pytest.mark.parametrize("density", [0.0, 0.02, 2.0])  # GEMM only, adaptive, gather only
-def test_score_index_pairs_kernels(rng, density):
+@pytest.mark.parametrize("n_b", [70, 5000])  # every column needed per block / a few columns
+def test_score_index_pairs_kernels(rng, density, n_b):
     f = rng.normal(size=(1300, 16)).astype(np.float32)
-    g = rng.normal(size=(70, 16)).astype(np.float32)
-    i = rng.integers(0, 1300, 5000)
-    j = rng.integers(0, 70, 5000)
+    g = rng.normal(size=(n_b, 16)).astype(np.float32)
+    i = rng.integers(0, 1300, 3000)
+    j = rng.integers(0, n_b, 3000)
     got = score_index_pairs(f, i, j, feats_b=g, block=256, gemm_density=density, chunk=333)
     np.testing.assert_allclose(got, np.einsum("ij,ij->i", f[i], g[j]), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="out of range"):
-        score_index_pairs(f, [0], [70], feats_b=g)
+        score_index_pairs(f, [0], [n_b], feats_b=g)
 
 
 def test_occluded_subset(mini_ijbc, tmp_path, mean_colour_model):
