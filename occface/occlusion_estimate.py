@@ -2,7 +2,7 @@
 
 Real photos come without occlusion masks, yet the inpainting cascade needs one and the verify tool
 should say when a face is covered. :func:`build_occlusion_segmenter` is a compact encoder–decoder
-(≈60 k parameters) that maps an aligned face ``(N, S, S, 3)`` in [0, 255] to per-pixel occlusion
+(≈160 k parameters at the default width) that maps an aligned face ``(N, S, S, 3)`` in [0, 255] to per-pixel occlusion
 probabilities ``(N, S, S, 1)``. It is trained on synthetic occlusions made by
 :func:`occface.data.occlude` (face-mask templates, sunglasses bands, blocks, half-face covers) on
 identity-disjoint LFW faces (:func:`train_occlusion_segmenter`), and checked on the real masked

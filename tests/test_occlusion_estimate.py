@@ -74,3 +74,23 @@ def test_training_learns_synthetic_occlusions(tmp_path):
                                                width=4, kinds=("block",), seed=1)
     assert history["loss"][-1] < history["loss"][0]
     assert model.output_shape == (None, 32, 32, 1)
+
+
+def test_shipped_segmenter_finds_a_synthetic_mask_on_a_real_face():
+    """The shipped weights (trained on LFW folds 1-7) on a sample face from folds 8-10."""
+    from occface.data import load_aligned_face, occlude, template_landmarks
+    from occface.occlusion_estimate import DEFAULT_WEIGHTS, default_occlusion_estimator
+    from occface.paths import REPO_ROOT
+
+    assert DEFAULT_WEIGHTS.is_file()
+    est = default_occlusion_estimator()
+    face, _, found = load_aligned_face(
+        REPO_ROOT / "saved_models" / "samples" / "Naomi_Watts" / "Naomi_Watts_0002.jpg", 112)
+    assert found
+    assert not est(face)["occluded"]
+    masked, truth = occlude(face, template_landmarks(112), "mask", np.random.default_rng(3))
+    verdict, pred = est.estimate(masked)
+    assert verdict["occluded"] and verdict["kind"] == "lower"
+    iou = (pred.astype(bool) & truth.astype(bool)).sum() / (pred.astype(bool)
+                                                            | truth.astype(bool)).sum()
+    assert iou > 0.8
