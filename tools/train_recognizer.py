@@ -105,6 +105,8 @@ flags.DEFINE_list("val_occlusions", ["none"], "Validation conditions: none (clea
                   "occlusion kinds applied to the second image of each pair (e.g. none,block,mask).")
 flags.DEFINE_integer("val_batch_size", 64, "Images per validation forward pass.", lower_bound=1)
 flags.DEFINE_bool("progress", True, "Draw a progress bar on stderr.")
+flags.DEFINE_bool("print_config", False, "Print the resolved training config as JSON and exit "
+                  "(checks a flagfile without training).")
 
 CONFIG_FLAGS = (
     "data_dir", "input_size", "augment", "train_occlusion", "lfw_pairs", "train_folds",
@@ -220,6 +222,10 @@ def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     cfg = _config_dict()
+    if FLAGS.print_config:
+        import json
+        print(json.dumps(cfg, indent=2))
+        return
     _cheap_checks(cfg)
     if FLAGS.num_cpu_devices:
         import tensorflow as tf
