@@ -136,7 +136,8 @@ def main(argv=None):
         print(f"  [{structure}] pair scoring {t_score:6.2f} s wall {c_score:6.2f} s CPU "
               f"(max |err| {max_err:.1e}); TAR@FAR 1e-6..1e-1 {t_far:5.2f} s wall")
         print(f"  [{structure}] scoring + TAR@FAR {total:6.2f} s wall, {total_cpu:6.2f} s CPU "
-              f"(target <= {TARGET_SECONDS:.0f} s wall: {'PASS' if total <= TARGET_SECONDS else 'FAIL'}); "
+              f"(target <= {TARGET_SECONDS:.0f} s wall: "
+              f"{'PASS' if total <= TARGET_SECONDS else 'FAIL'}); "
               f"scoring / matmul = {t_score / t_mm:.1f}x wall, {c_score / c_mm:.1f}x CPU")
         del t1, t2, labels, scores
 

@@ -44,7 +44,8 @@ flags.DEFINE_string("occlusion", "none",
                     "left, right (or 'all').")
 flags.DEFINE_enum("occlude", "both", ["both", "one"],
                   "Occlude both images of each pair, or only the second (probe) image.")
-flags.DEFINE_integer("seed", 0, "Occlusion seed (each image's occlusion depends on it and its name).")
+flags.DEFINE_integer("seed", 0,
+                     "Occlusion seed (each image's occlusion depends on it and its name).")
 flags.DEFINE_bool("flip", False, "Flip-test: embedding of image + embedding of mirrored image.")
 flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
 flags.DEFINE_integer("align_size", 112, "Side of aligned faces (the model resizes if it differs).")

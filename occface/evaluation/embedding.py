@@ -130,7 +130,8 @@ def _keras_input_size(model):
     if isinstance(shape, list):
         shape = shape[0]
     if len(shape) != 4 or shape[1] is None or shape[2] is None:
-        raise ValueError(f"Keras model input shape {shape} is not (None, H, W, 3) with a fixed size")
+        raise ValueError(f"Keras model input shape {shape} is not (None, H, W, 3) with a fixed "
+                         "size")
     return int(shape[1]), int(shape[2])
 
 
@@ -147,7 +148,7 @@ def _from_keras_model(model, source=None, kind="keras", info=None):
 
 
 def as_embedding_model(model):
-    """Wrap a ``keras.Model``, an :class:`EmbeddingModel` or a path into an :class:`EmbeddingModel`."""
+    """Wrap a ``keras.Model``, an :class:`EmbeddingModel` or a path as an :class:`EmbeddingModel`."""
     if isinstance(model, EmbeddingModel):
         return model
     if isinstance(model, (str, os.PathLike)):

@@ -1,4 +1,4 @@
-"""Image quality for inpainting: PSNR and SSIM with the ``tf.image.psnr`` / ``tf.image.ssim`` conventions.
+"""Image quality for inpainting: PSNR and SSIM, ``tf.image.psnr`` / ``tf.image.ssim`` conventions.
 
 Images follow the package convention: RGB, channels-last, values in ``[0, 255]`` (so the default
 ``max_val`` is 255). Both functions reduce over the last three axes ``(H, W, C)`` and keep any

@@ -70,7 +70,8 @@ def pair_scores(emb_a, emb_b, normalize=True, chunk_size=262144):
     emb_a = np.asarray(emb_a, dtype=np.float32)
     emb_b = np.asarray(emb_b, dtype=np.float32)
     if emb_a.shape != emb_b.shape or emb_a.ndim != 2:
-        raise ValueError(f"pair embeddings must both be (P, D); got {emb_a.shape} and {emb_b.shape}")
+        raise ValueError(f"pair embeddings must both be (P, D); got {emb_a.shape} and "
+                         f"{emb_b.shape}")
     out = np.empty(emb_a.shape[0], dtype=np.float32)
     for s in range(0, emb_a.shape[0], chunk_size):
         a, b = emb_a[s:s + chunk_size], emb_b[s:s + chunk_size]

@@ -235,7 +235,8 @@ class FaceSource:
         if self.cache_dir is None or self.mode != "detect":
             return None
         h = hashlib.sha1()
-        h.update(f"{self.mode}|{self.size}|{getattr(self.detector, 'score_threshold', '')}".encode())
+        threshold = getattr(self.detector, "score_threshold", "")
+        h.update(f"{self.mode}|{self.size}|{threshold}".encode())
         for k in keys:
             h.update(str(k).encode("utf-8") + b"\0")
         return self.cache_dir / f"faces_{self.size}_{h.hexdigest()[:16]}.npz"
@@ -305,7 +306,8 @@ def evaluate_pairs(cache, pairs, occlusion="none", occlude="both", seed=0, flip=
         the exact operating points, AUC, sampled ROC, score means, robustness, counts and settings.
     """
     if occlusion not in OCCLUSION_KINDS:
-        raise ValueError(f"unknown occlusion {occlusion!r}; choose from {', '.join(OCCLUSION_KINDS)}")
+        raise ValueError(f"unknown occlusion {occlusion!r}; choose from "
+                         f"{', '.join(OCCLUSION_KINDS)}")
     occ_a, occ_b = pair_occlusion(len(pairs), "none" if occlusion == "none" else occlude)
     # Warm the cache with one batch run per condition (one progress bar each), then assemble.
     for flag, kind in ((False, "none"), (True, occlusion)):

@@ -15,7 +15,7 @@ import numpy as np
 from occface.evaluation.embedding import as_embedding_model, embed_images
 from occface.evaluation.identification import megaface_rank1
 from occface.evaluation.metrics import DEFAULT_FARS
-from occface.evaluation.occlusion import OCCLUSION_KINDS, occlude_face
+from occface.evaluation.occlusion import OCCLUSION_KINDS
 from occface.evaluation.protocols import (IMAGE_EXTENSIONS, LFW_FARS, EmbeddingCache, FaceSource,
                                           bin_pair_set, evaluate_pairs, lfw_pair_set, list_images,
                                           read_pair_list)

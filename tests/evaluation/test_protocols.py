@@ -92,7 +92,8 @@ def test_evaluate_pairs_clean_and_occluded_exact(rng):
 
 
 def test_read_pair_list(tmp_path):
-    (tmp_path / "pairs.txt").write_text("# a b label fold\nx/1.jpg y/2.jpg 1 0\nx/3.jpg y/4.jpg 0 1\n")
+    (tmp_path / "pairs.txt").write_text(
+        "# a b label fold\nx/1.jpg y/2.jpg 1 0\nx/3.jpg y/4.jpg 0 1\n")
     ps = read_pair_list(tmp_path / "pairs.txt")
     assert ps.keys_a == [str(tmp_path / "x/1.jpg"), str(tmp_path / "x/3.jpg")]
     assert ps.issame.tolist() == [True, False] and ps.folds.tolist() == [0, 1]
