@@ -95,7 +95,9 @@ def main(argv):
         fars = _parse_fars(FLAGS.fars)
         if FLAGS.batch_size < 1:
             raise ValueError("--batch_size must be positive")
-        for flag in ("data_dir", "aligned_dir", "occluded_list"):  # cheap checks before TF loads
+        if FLAGS.protocol != "lfw" and not FLAGS.data_dir:  # cheap checks before TF loads
+            raise ValueError(f"--data_dir is required for protocol {FLAGS.protocol!r}")
+        for flag in ("data_dir", "aligned_dir", "occluded_list"):
             if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
                 raise FileNotFoundError(f"data not found: --{flag} {FLAGS[flag].value}")
         model = load_embedding_model(FLAGS.model, checkpoint=FLAGS.checkpoint)
