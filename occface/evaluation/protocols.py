@@ -277,7 +277,7 @@ class EmbeddingCache:
 
 
 def evaluate_pairs(cache, pairs, occlusion="none", occlude="both", seed=0, flip=False,
-                   fars=LFW_FARS, robustness=True, roc_points=256):
+                   fars=LFW_FARS, robustness=True, roc_points=512):
     """Verification on a :class:`PairSet` with optional synthetic occlusion.
 
     Parameters
@@ -332,7 +332,7 @@ def evaluate_pairs(cache, pairs, occlusion="none", occlude="both", seed=0, flip=
     ver = verification_accuracy(scores, pairs.issame, pairs.folds)
     points = operating_point(scores, pairs.issame, list(fars))
     curve = roc(scores, pairs.issame)
-    fpr, tpr, _ = curve.sample(roc_points, log=False)
+    fpr, tpr, _ = curve.sample(roc_points)
     result = {
         "protocol": pairs.name, "occlusion": occlusion,
         "occlude": "none" if occlusion == "none" else occlude,
