@@ -157,3 +157,12 @@ def test_pair_scores_cosine():
     b = np.array([[6.0, 8.0], [0.0, 2.0]])
     np.testing.assert_allclose(pair_scores(a, b), [1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(pair_scores(a, b, normalize=False), [50.0, 0.0])
+
+
+def test_roc_sample_keeps_ends_and_order(rng):
+    y = rng.random(5000) < 0.5
+    curve = roc(rng.normal(y * 1.0, 1.0), y)
+    fpr, tpr, th = curve.sample(100)
+    assert fpr.size <= 102 and fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all() and (np.diff(th) < 0).all()
+    assert fpr[1] <= 2e-3  # log spacing reaches the low-FAR end
