@@ -38,7 +38,8 @@ def load_keras_model(path):
         raise ValueError(f"cannot load Keras model {path}: {err}") from err
 
 
-def lfw_pair_faces(lfw_root=None, aligned_dir=None, size=112, max_pairs=None, progress=None):
+def lfw_pair_faces(lfw_root=None, aligned_dir=None, size=112, max_pairs=None, progress=None,
+                   folds=None):
     """Aligned faces for the LFW ``pairs.txt`` protocol.
 
     Parameters
@@ -50,6 +51,8 @@ def lfw_pair_faces(lfw_root=None, aligned_dir=None, size=112, max_pairs=None, pr
         there are detected and aligned from the raw file.
     max_pairs : int, optional
         Use only the first pairs of each fold, keeping same/different balance per fold.
+    folds : iterable of int, optional
+        Use only these folds (0-based), e.g. ``(7, 8, 9)`` when folds 0-6 trained the model.
 
     Returns
     -------
@@ -66,12 +69,14 @@ def lfw_pair_faces(lfw_root=None, aligned_dir=None, size=112, max_pairs=None, pr
     lfw_root = pathlib.Path(lfw_root) if lfw_root else data_root() / "lfw"
     pairs = read_lfw_pairs(lfw_root / "pairs.txt")
     paths_a, paths_b = pairs.image_paths(lfw_root)
-    issame, folds = np.asarray(pairs.issame), np.asarray(pairs.folds)
-    keep = np.arange(len(issame))
+    issame = np.asarray(pairs.issame)
+    use_folds = sorted(set(int(f) for f in folds)) if folds is not None else list(range(10))
+    folds = np.asarray(pairs.folds)
+    keep = np.flatnonzero(np.isin(folds, use_folds))
     if max_pairs is not None and max_pairs < len(keep):
-        per_fold = max(1, max_pairs // 20)  # same and different halves of each of 10 folds
-        keep = np.concatenate([np.flatnonzero((folds == f) & (issame == s))[:per_fold]
-                               for f in range(10) for s in (True, False)])
+        per_half = max(1, max_pairs // (2 * len(use_folds)))  # same/different halves per fold
+        keep = np.concatenate([np.flatnonzero((folds == f) & (issame == s))[:per_half]
+                               for f in use_folds for s in (True, False)])
     paths_a = [str(paths_a[i]) for i in keep]
     paths_b = [str(paths_b[i]) for i in keep]
     unique = sorted(set(paths_a) | set(paths_b))
@@ -175,6 +180,7 @@ def sample_faces(folder=None, size=112, limit=8):
 
 def run_export(model, kind, export_dir, version=1, overwrite=False, generator=None,
                threshold=None, data_dir=None, aligned_dir=None, calibration_pairs=6000,
+               calibration_folds=None,
                flip_test=True, cascade_evidence=None, check_images=None, log=None,
                progress_factory=None):
     """Everything ``tools/export.py`` does; returns a JSON-friendly report.
@@ -206,7 +212,8 @@ def run_export(model, kind, export_dir, version=1, overwrite=False, generator=No
             log("calibrating the threshold on LFW pairs ...")
             load_bar = progress_factory(None, "align") if progress_factory else None
             faces, ia, ib, issame, folds = lfw_pair_faces(
-                data_dir, aligned_dir, max_pairs=calibration_pairs, progress=load_bar)
+                data_dir, aligned_dir, max_pairs=calibration_pairs, progress=load_bar,
+                folds=calibration_folds)
             if load_bar is not None:
                 load_bar.close()
             embed = export.make_embed_fn(recognizer, flip_test)
@@ -222,6 +229,8 @@ def run_export(model, kind, export_dir, version=1, overwrite=False, generator=No
             scores = np.sum(emb[ia] * emb[ib], axis=1)
             calibration = calibrate_threshold(scores, issame, folds)
             calibration["data"] = "LFW pairs.txt"
+            calibration["folds"] = (sorted(int(f) + 1 for f in calibration_folds)
+                                    if calibration_folds is not None else list(range(1, 11)))
             threshold = calibration["threshold"]
         else:
             calibration = {"threshold": float(threshold), "source": "given by the user"}

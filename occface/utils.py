@@ -61,6 +61,9 @@ def write_atomic(path, data, mode="w"):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file should read like any other
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)

@@ -34,6 +34,9 @@ def test_write_json_atomic_roundtrip_and_numpy(tmp_path):
     target = tmp_path / "sub" / "r.json"
     write_json(target, {"a": np.float32(0.5), "b": np.arange(3)})
     assert json.loads(target.read_text()) == {"a": 0.5, "b": [0, 1, 2]}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
     # a failing serialisation leaves the previous file intact and no temp files behind
     with pytest.raises(TypeError):
         write_json(target, {"bad": object()})

@@ -31,6 +31,8 @@ flags.DEFINE_string("data_dir", None, "LFW root for calibration (default $OCCFAC
 flags.DEFINE_string("aligned_dir", None, "Pre-aligned LFW tree (from tools/prepare_dataset.py) "
                     "to skip detection during calibration.")
 flags.DEFINE_integer("calibration_pairs", 6000, "How many LFW pairs to calibrate on.")
+flags.DEFINE_list("calibration_folds", None, "LFW folds (1-10) to calibrate on; default all. Use "
+                  "the folds the model did not train on, e.g. 8,9,10.")
 flags.DEFINE_bool("flip_test", True, "Flip-test inside the embed graph.")
 flags.DEFINE_string("cascade_evidence", None, "JSON with measured occluded-pair accuracies "
                     "('direct' vs 'inpainted' per occlusion kind) deciding the cascade policy.")
@@ -44,6 +46,18 @@ def _fail(message):
     return 2
 
 
+def _folds(values):
+    if values is None:
+        return None
+    try:
+        folds = [int(v) - 1 for v in values]
+    except ValueError:
+        raise ValueError(f"--calibration_folds must be numbers 1-10, got {values}") from None
+    if not folds or any(not 0 <= f < 10 for f in folds):
+        raise ValueError(f"--calibration_folds must be numbers 1-10, got {values}")
+    return folds
+
+
 def main(argv):
     if len(argv) > 1:
         return _fail(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -53,11 +67,13 @@ def main(argv):
     from occface.utils import ProgressBar
 
     try:
+        folds = _folds(FLAGS.calibration_folds)
         report = export_tool.run_export(
             model=FLAGS.model, kind=FLAGS.kind, export_dir=FLAGS.export_dir,
             version=FLAGS.version, overwrite=FLAGS.overwrite, generator=FLAGS.generator,
             threshold=FLAGS.threshold, data_dir=FLAGS.data_dir, aligned_dir=FLAGS.aligned_dir,
-            calibration_pairs=FLAGS.calibration_pairs, flip_test=FLAGS.flip_test,
+            calibration_pairs=FLAGS.calibration_pairs,
+            calibration_folds=folds, flip_test=FLAGS.flip_test,
             cascade_evidence=FLAGS.cascade_evidence, check_images=FLAGS.check_images,
             log=lambda msg: print(msg, file=sys.stderr),
             progress_factory=lambda total, desc: ProgressBar(total, desc, unit="face"))

@@ -49,9 +49,11 @@ def test_cascade_policy_from_evidence(tmp_path):
 
 def test_run_export_calibrates_on_lfw_and_checks(tiny_model_path, tmp_path, data_root):
     report = export_tool.run_export(tiny_model_path, "embed", tmp_path / "exp",
-                                    data_dir=data_root / "lfw", calibration_pairs=40)
+                                    data_dir=data_root / "lfw", calibration_pairs=36,
+                                    calibration_folds=[7, 8, 9])
     cal = report["calibration"]
-    assert cal["pairs"] == 40 and 0.5 <= cal["accuracy"] <= 1.0
+    assert cal["pairs"] == 36 and 0.5 <= cal["accuracy"] <= 1.0
+    assert cal["folds"] == [8, 9, 10]
     assert report["self_check_max_abs_diff"]["embed"] < 1e-4
     meta = export.read_metadata(tmp_path / "exp" / "1")
     assert meta["threshold"] == pytest.approx(cal["threshold"])
