@@ -53,6 +53,8 @@ HELP = {
     "critic_max_width": "Cap of the critics' doubling width.",
     "critic_norm": "Critic normalisation: layer or none (never batch norm: WGAN-GP).",
     "local_patch": "Side of the local critic's patch around the hole; 0 = image_size/2.",
+    "init_generator": "generator.keras or ID-GAN model_dir whose weights start a new run (e.g. a "
+                      "shared reconstruction-only warm-up); ignored when resuming.",
     "loss_reduction": "sum (per-image sums; the paper's weights) or mean over pixels/features.",
     "gamma": "Spatial discount of the hole's L1 weight per pixel of distance (0.99).",
     "rec_hole_weight": "Weight of the discounted hole L1.",
@@ -186,6 +188,8 @@ def _cheap_checks(cfg):
     for flag in ("lfw_pairs", "parser_path"):
         if cfg[flag] and not os.path.isfile(cfg[flag]):
             _fail(f"--{flag} file not found: {cfg[flag]}")
+    if cfg["init_generator"] and not os.path.exists(cfg["init_generator"]):
+        _fail(f"--init_generator not found: {cfg['init_generator']}")
     if cfg["recognizer_path"] and not os.path.exists(cfg["recognizer_path"]):
         _fail(f"--recognizer_path not found: {cfg['recognizer_path']}")
     if cfg["strategy"] == "multi_worker" and not os.environ.get("TF_CONFIG"):

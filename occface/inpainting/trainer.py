@@ -84,7 +84,10 @@ class IDGANConfig:
         the held-out folds).
     Networks
         ``gen_width``, ``dilation_rates``, ``critic_width``, ``critic_max_width``,
-        ``critic_norm`` (layer|none), ``local_patch`` (side of the local critic's patch, 0 = S/2).
+        ``critic_norm`` (layer|none), ``local_patch`` (side of the local critic's patch, 0 = S/2),
+        ``init_generator`` (a ``generator.keras`` or ID-GAN ``model_dir`` whose weights start a
+        new run, e.g. a shared reconstruction-only warm-up for the w/oID and wID runs; ignored
+        when resuming).
     Losses
         ``loss_reduction`` (sum|mean), ``gamma`` (spatial discount), ``rec_hole_weight``,
         ``rec_valid_weight``, ``adv_global_weight`` and ``adv_local_weight`` (300 each),
@@ -128,6 +131,7 @@ class IDGANConfig:
     critic_max_width: int = 256
     critic_norm: str = "layer"
     local_patch: int = 0
+    init_generator: str = ""
     # losses
     loss_reduction: str = "sum"
     gamma: float = 0.99
@@ -499,6 +503,8 @@ def training_identities(config):
     identities = occdata.lfw_training_identities(
         config.data_dir, folds=config.train_folds, min_images=config.min_images_per_identity,
         pairs_file=pairs.resolve(), include_unpaired=config.include_unpaired)
+    # Hidden folders (e.g. tools/prepare_dataset.py's .occface_prepare state) are not people.
+    identities = [name for name in identities if not name.startswith(".")]
     if not identities:
         raise ValueError(f"no identity of folds {list(config.train_folds)} has at least "
                          f"{config.min_images_per_identity} images in {config.data_dir}")
@@ -910,9 +916,12 @@ def train_idgan(config, *, dataset=None, num_classes=None, recognizer=None, pars
     restored = keeper.restore()
     if restored:
         log.info("resumed from %s at step %d", restored, int(step_var.numpy()))
-    elif resuming:
-        log.info("model_dir %s has a matching config but no checkpoint; starting at step 0",
-                 model_dir)
+    else:
+        if resuming:
+            log.info("model_dir %s has a matching config but no checkpoint; starting at step 0",
+                     model_dir)
+        if config.init_generator:
+            _init_generator(generator, config.init_generator)
 
     if centroids is not None and not bool(have_centroids.numpy()):
         limit = config.centroid_batches
@@ -979,6 +988,18 @@ def train_idgan(config, *, dataset=None, num_classes=None, recognizer=None, pars
         meta["result"] = {k: v for k, v in result.items() if k != "history"}
         write_json(model_dir / "training.json", meta)
     return result
+
+
+def _init_generator(generator, path):
+    """Copy the weights of the generator at ``path`` into ``generator`` (same architecture)."""
+    from occface.inpainting.evaluate import load_generator
+    source = load_generator(path)
+    mine, theirs = generator.get_weights(), source.get_weights()
+    if len(mine) != len(theirs) or any(a.shape != b.shape for a, b in zip(mine, theirs)):
+        raise ValueError(f"init_generator {path} has another architecture than this run's "
+                         "generator (check image_size, gen_width, dilation_rates)")
+    generator.set_weights(theirs)
+    log.info("generator initialised from %s", path)
 
 
 def _take_batches(dataset, n):
