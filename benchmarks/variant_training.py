@@ -77,8 +77,8 @@ def main():
                                for h in result["history"]]
             model = result["model"]
             pair_set = next(iter(validator.sets.values()))
-            emb_a = np.asarray(model(pair_set.images_a[:600].astype(np.float32), training=False))
-            emb_b = np.asarray(model(pair_set.images_b[:600].astype(np.float32), training=False))
+            emb_a = np.array(model(pair_set.images_a[:600].astype(np.float32), training=False))
+            emb_b = np.array(model(pair_set.images_b[:600].astype(np.float32), training=False))
             emb_a /= np.linalg.norm(emb_a, axis=1, keepdims=True)
             emb_b /= np.linalg.norm(emb_b, axis=1, keepdims=True)
             diff = ~pair_set.issame[:600]
