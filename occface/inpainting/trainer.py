@@ -28,8 +28,8 @@ Distribution
 Data
     ``(truth float32 (B, S, S, 3) in [0, 255], labels int32 (B,), masks float32 (B, S, S, 1))``:
     :func:`occface.data.training_dataset` (flip, rotation ±15°, shift) on the training identities,
-    plus hole masks drawn per image by :class:`occface.data.OcclusionTF` (default: one 48×48
-    block at a random position on 128×128 faces, i.e. ``0.375·S``).
+    plus hole masks drawn per image by :func:`hole_mask_fn` (default: one 48×48 block at a random
+    position on 128×128 faces, i.e. ``0.375·S``; other kinds via :class:`occface.data.OcclusionTF`).
 
 ``model_dir`` layout::
 
