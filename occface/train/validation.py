@@ -61,14 +61,20 @@ class PairsValidator:
         self.sets = dict(sets)
         self.batch_size = int(batch_size)
         self.flip = bool(flip)
+        self._wrapped = None
 
     def __call__(self, model):
         """Return ``{"<name>_acc": mean accuracy, "<name>_std": std}`` for every set."""
-        from occface.evaluation import embed_images, pair_scores, verification_accuracy
+        from occface.evaluation import (as_embedding_model, embed_images, pair_scores,
+                                        verification_accuracy)
+        if self._wrapped is None or self._wrapped[0] is not model:
+            # Wrap once: the traced inference function is reused at every validation.
+            self._wrapped = (model, as_embedding_model(model))
+        embedder = self._wrapped[1]
         out = {}
         for name, s in self.sets.items():
             images = np.concatenate([s.images_a, s.images_b], axis=0)
-            emb = embed_images(model, images, batch_size=self.batch_size, flip=self.flip)
+            emb = embed_images(embedder, images, batch_size=self.batch_size, flip=self.flip)
             n = len(s.issame)
             scores = pair_scores(emb[:n], emb[n:])
             result = verification_accuracy(scores, s.issame, folds=s.folds)

@@ -1,4 +1,8 @@
-"""Two worker processes training together under MultiWorkerMirroredStrategy on localhost."""
+"""Two worker processes training together under MultiWorkerMirroredStrategy on localhost.
+
+Each worker reads its own stream of a small image tree through the real input pipeline
+(``occface.data.training_dataset``, per-worker seed) with half the global batch.
+"""
 import json
 import os
 import pathlib
@@ -25,6 +29,12 @@ def _free_ports(n):
 
 
 def test_two_workers_multi_worker_mirrored(tmp_path):
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import train_worker
+    finally:
+        sys.path.pop(0)
+    data = train_worker.face_tree(tmp_path / "faces")
     model_dir = tmp_path / "run"
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -38,7 +48,7 @@ def test_two_workers_multi_worker_mirrored(tmp_path):
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         cmd = [sys.executable, str(WORKER), f"--model_dir={model_dir}", "--steps=4",
                "--checkpoint_interval=2", "--strategy=multi_worker", "--variant=cd",
-               "--batch_size=8"]
+               "--batch_size=8", f"--data_dir={data}"]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env=env))
     outs = []

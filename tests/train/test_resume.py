@@ -1,8 +1,8 @@
 """Exact resume after SIGKILL, including kills in the middle of writing a checkpoint.
 
 Every run is a subprocess (``train_worker.py``) training a tiny ``lcd`` recognizer (random channel
-dropout, so the RNG state matters) with deterministic ops on a shuffled, augmented synthetic
-dataset (so the data position matters). The interrupted chain must end with exactly the same
+dropout, so the RNG state matters) with deterministic ops on a small image tree read by the real
+``occface.data.training_dataset`` (shuffled and augmented, so the data position matters). The interrupted chain must end with exactly the same
 variables (model, head, optimizer slots and iterations, step, RNG states) as an uninterrupted run.
 """
 import os
@@ -18,9 +18,13 @@ WORKER = pathlib.Path(__file__).with_name("train_worker.py")
 STEPS, INTERVAL = 10, 3
 
 
-def _cmd(model_dir, *extra):
-    return [sys.executable, str(WORKER), f"--model_dir={model_dir}", f"--steps={STEPS}",
-            f"--checkpoint_interval={INTERVAL}", "--variant=lcd", *extra]
+def _load_worker():
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        import train_worker
+    finally:
+        sys.path.pop(0)
+    return train_worker
 
 
 def _env():
@@ -60,6 +64,13 @@ def _assert_restorable(model_dir):
 
 
 def test_kill9_and_kills_during_save_resume_exactly(tmp_path):
+    data = _load_worker().face_tree(tmp_path / "faces")
+
+    def _cmd(model_dir, *extra):
+        return [sys.executable, str(WORKER), f"--model_dir={model_dir}", f"--steps={STEPS}",
+                f"--checkpoint_interval={INTERVAL}", "--variant=lcd", f"--data_dir={data}",
+                *extra]
+
     ref_dir, dir_ = tmp_path / "uninterrupted", tmp_path / "interrupted"
     # The reference run goes on in parallel with the interrupted chain.
     ref = subprocess.Popen(_cmd(ref_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,15 +1,16 @@
 """Subprocess entry point for the training tests (kill -9 / resume, multi-worker).
 
-Trains a tiny recognizer on a synthetic, checkpointable dataset with ``train_recognizer`` and
-writes the final state (model + head weights, optimizer variables, step) to
+Trains a tiny recognizer with ``train_recognizer`` on a small face-image tree (``--data_dir``,
+read by the real ``occface.data.training_dataset``: shuffled, augmented, checkpointable), or on a
+synthetic in-memory dataset without ``--data_dir``, and writes the final state (model + head weights, optimizer variables, step) to
 ``<model_dir>/final_state.npz``. Prints ``step N`` (flushed) after every step so a parent can
 time a kill.
 
 Options (``--name=value``): model_dir, steps, checkpoint_interval, strategy, seed, sleep (s per
 step), die_in_save (SIGKILL itself inside the save of that checkpoint number: ``index`` = after the
 data files are written but before the checkpoint index is updated, ``merge`` = before the shards
-are merged into the final files), die_at_save (the checkpoint number), nan_from/nan_to (feed NaN
-images in that step range), variant, batch_size, max_nonfinite.
+are merged into the final files), die_at_save (the checkpoint number), data_dir, variant,
+batch_size, max_nonfinite.
 """
 import os
 import signal
@@ -21,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def parse(argv):
     opts = dict(model_dir=None, steps="8", checkpoint_interval="2", strategy="default", seed="0",
-                sleep="0", die_in_save="", die_at_save="0", nan_from="0", nan_to="0",
+                sleep="0", die_in_save="", die_at_save="0", data_dir="",
                 variant="baseline", batch_size="8", max_nonfinite="3", classes="6")
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
@@ -31,7 +32,7 @@ def parse(argv):
     return opts
 
 
-def synthetic_dataset(batch_size, num_classes, seed, size=16, n=48, nan_from=0, nan_to=0):
+def synthetic_dataset(batch_size, num_classes, seed, size=16, n=48):
     import numpy as np
     import tensorflow as tf
     rng = np.random.default_rng(1234)
@@ -46,13 +47,27 @@ def synthetic_dataset(batch_size, num_classes, seed, size=16, n=48, nan_from=0, 
         x, y = batch
         # Stateless, position-dependent flip: checkpointable and reproducible.
         flip = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), i])) < 0.5
-        x = tf.cond(flip, lambda: tf.reverse(x, axis=[2]), lambda: x)
-        if nan_to > nan_from:
-            bad = tf.logical_and(i + 1 >= nan_from, i + 1 <= nan_to)
-            x = tf.where(bad, tf.fill(tf.shape(x), float("nan")), x)
-        return x, y
+        return tf.cond(flip, lambda: tf.reverse(x, axis=[2]), lambda: x), y
 
     return ds.enumerate().map(augment)
+
+
+def face_tree(root, identities=6, per_identity=8, size=24, seed=0):
+    """A small identity-per-folder tree of PNG "faces" (for tests that need real files)."""
+    import pathlib
+
+    import cv2
+    import numpy as np
+    root = pathlib.Path(root)
+    rng = np.random.default_rng(seed)
+    for i in range(identities):
+        d = root / f"person_{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        base = rng.uniform(0, 255, (size, size, 3))
+        for j in range(per_identity):
+            img = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(d / f"person_{i}_{j + 1:04d}.png"), img)
+    return root
 
 
 def main(argv):
@@ -94,20 +109,23 @@ def main(argv):
             raise SystemExit("die_in_save must be 'index' or 'merge'")
 
     cfg = RecognizerConfig(
-        model_dir=opts["model_dir"], variant=opts["variant"], depth=18, width=4, input_size=16,
-        embedding_size=8, batch_size=int(opts["batch_size"]), steps=int(opts["steps"]),
-        checkpoint_interval=int(opts["checkpoint_interval"]), summary_interval=2,
-        learning_rate=0.05, warmup_steps=2, lr_schedule="cosine", strategy=opts["strategy"],
-        seed=int(opts["seed"]), deterministic=True, lcd_min_rate=0.1, lcd_max_rate=0.5,
-        max_nonfinite_steps=int(opts["max_nonfinite"]), keep_checkpoints=2)
+        model_dir=opts["model_dir"], data_dir=opts["data_dir"], variant=opts["variant"], depth=18,
+        width=4, input_size=16, embedding_size=8, batch_size=int(opts["batch_size"]),
+        steps=int(opts["steps"]), checkpoint_interval=int(opts["checkpoint_interval"]),
+        summary_interval=2, learning_rate=0.05, warmup_steps=2, lr_schedule="cosine",
+        strategy=opts["strategy"], seed=int(opts["seed"]), deterministic=True, lcd_min_rate=0.1,
+        lcd_max_rate=0.5, max_nonfinite_steps=int(opts["max_nonfinite"]), keep_checkpoints=2)
     from occface.train import make_strategy, worker_info
+    from occface.train.distribute import worker_index
     strategy = make_strategy(cfg.strategy)
     _, _, _, num_workers = worker_info(strategy)
-    from occface.train.distribute import worker_index
     worker = worker_index(strategy)
-    ds = synthetic_dataset(cfg.batch_size // num_workers, int(opts["classes"]),
-                           seed=cfg.seed + 1000 * worker, nan_from=int(opts["nan_from"]),
-                           nan_to=int(opts["nan_to"]))
+    if cfg.data_dir:  # the library builds the real input pipeline itself
+        ds = num_classes = None
+    else:
+        num_classes = int(opts["classes"])
+        ds = synthetic_dataset(cfg.batch_size // num_workers, num_classes,
+                               seed=cfg.seed + 1000 * worker)
     sleep = float(opts["sleep"])
 
     def progress(step, total, values):
@@ -115,8 +133,8 @@ def main(argv):
         if sleep:
             time.sleep(sleep)
 
-    result = train_recognizer(cfg, dataset=ds, num_classes=int(opts["classes"]),
-                              progress=progress, strategy=strategy)
+    result = train_recognizer(cfg, dataset=ds, num_classes=num_classes, progress=progress,
+                              strategy=strategy)
     print(f"restored_from {result['restored_from']}", flush=True)
 
     if num_workers > 1:
