@@ -738,35 +738,16 @@ class IDGANSteps:
 def apply_gradients_if_finite(finite, optimizer, grads, variables):
     """``optimizer.apply(grads, variables)`` on every replica when ``finite``, else nothing.
 
-    Replica context, ``finite`` equal on all replicas (derived from all-reduced values). The
-    decision is taken in cross-replica context (a ``tf.cond`` whose branch calls ``merge_call`` is
-    not allowed in replica context), and each replica's *own* gradients are handed back to it
-    through ``merge_call``'s arguments, so the optimizer all-reduces the replicas' gradients as
-    usual. (Capturing the gradients in a closure instead would apply the first replica's
-    gradients on every replica.)
+    Replica context, ``finite`` equal on all replicas (derived from all-reduced values). Uses
+    :func:`occface.train.distribute.apply_if_finite` with the gradients passed as per-replica
+    arguments, so each replica hands its *own* gradients to the optimizer, which all-reduces them
+    as usual (a closure would apply the first replica's gradients everywhere). ``None`` gradients
+    (variables that do not affect the loss, e.g. a critic's last bias under the gradient
+    penalty) are zeros.
     """
-    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-    ctx = tf.distribute.get_replica_context()
-    if not tf.distribute.has_strategy() or ctx is None or ctx.num_replicas_in_sync == 1:
-        def apply():
-            optimizer.apply(grads, variables)
-            return tf.constant(True)
-        tf.cond(finite, apply, lambda: tf.constant(False))
-        return
-
-    def merge_fn(distribution, finite_value, per_replica_grads):
-        first = distribution.experimental_local_results(finite_value)[0]
-
-        def apply():
-            def replica_apply(own_grads):
-                optimizer.apply(list(own_grads), variables)
-                return tf.constant(True)
-            distribution.extended.call_for_each_replica(replica_apply,
-                                                        args=(per_replica_grads,))
-            return tf.constant(True)
-        tf.cond(first, apply, lambda: tf.constant(False))
-
-    ctx.merge_call(merge_fn, args=(finite, tuple(grads)))
+    grads = tuple(tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables))
+    dist.apply_if_finite(finite, lambda g: optimizer.apply(list(g), variables),
+                         apply_args=(grads,))
 
 
 def _frozen(model):
