@@ -42,7 +42,8 @@ flags.DEFINE_string("train_folds", "", "0-based LFW folds whose identities are t
 flags.DEFINE_integer("min_images_per_identity", 1, "With --train_folds: keep identities with at "
                      "least this many images.", lower_bound=1)
 # Model
-flags.DEFINE_enum("variant", "lcd", ["baseline", "cd", "cd_sr", "lcd", "cutout", "dropblock", "wcd"],
+flags.DEFINE_enum("variant", "lcd",
+                  ["baseline", "cd", "cd_sr", "lcd", "cutout", "dropblock", "wcd"],
                   "Recognizer variant (lcd = channel dropout + spatial regularization + SAM).")
 flags.DEFINE_enum("depth", "50", ["18", "34", "50", "100"], "IR-ResNet depth.")
 flags.DEFINE_integer("width", 64, "Base width (64 = standard network).", lower_bound=1)
@@ -102,7 +103,8 @@ flags.DEFINE_string("val_data_dir", "", "Aligned image tree of the validation pa
                     "--data_dir.")
 flags.DEFINE_string("val_folds", "", "0-based folds of the pairs file validated on, e.g. 7-9.")
 flags.DEFINE_list("val_occlusions", ["none"], "Validation conditions: none (clean) and/or "
-                  "occlusion kinds applied to the second image of each pair (e.g. none,block,mask).")
+                  "occlusion kinds applied to the second image of each pair "
+                  "(e.g. none,block,mask).")
 flags.DEFINE_integer("val_batch_size", 64, "Images per validation forward pass.", lower_bound=1)
 flags.DEFINE_bool("progress", True, "Draw a progress bar on stderr.")
 flags.DEFINE_bool("print_config", False, "Print the resolved training config as JSON and exit "
@@ -254,8 +256,8 @@ def main(argv):
                         if k in final)
     best = result.get("best")
     if best:
-        summary += ", best validation " + ", ".join(
-            f"{k}={v:.4f}" for k, v in best.items() if k.endswith("_acc")) + f" (step {best['step']})"
+        accs = ", ".join(f"{k}={v:.4f}" for k, v in best.items() if k.endswith("_acc"))
+        summary += f", best validation {accs} (step {best['step']})"
     ips = result.get("images_per_sec")
     if ips:
         summary += f", {ips:.1f} images/s"

@@ -148,7 +148,7 @@ class ShardedInput:
         return self.batch_size // self.num_local
 
     def next(self):
-        """The next element: a plain structure (one replica) or per-replica ``DistributedValues``."""
+        """The next element: a plain structure (one replica) or per-replica values."""
         element = next(self.iterator)
         if not self.distributed:
             return element

@@ -1,7 +1,8 @@
 """Learning-rate schedules and optimizers for the training loops.
 
 The recognizer follows ArcFace / the LCD paper: SGD with momentum 0.9 and weight decay 5e-4
-(PyTorch/MXNet semantics, i.e. an L2 term ``wd/2·‖w‖²`` whose gradient passes through momentum),
+(PyTorch/MXNet semantics, i.e. an L2 term ``wd/2·‖w‖²`` whose gradient passes through
+momentum),
 a linear warm-up, then a piecewise-constant (÷10 at given steps) or cosine decay. AdamW (decoupled
 weight decay, Loshchilov & Hutter) is offered as the alternative.
 """
@@ -47,14 +48,16 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, base_lr, total_steps, decay="piecewise", warmup_steps=0, warmup_start=0.0,
                  boundaries=(), decay_rate=0.1, min_lr=0.0):
         if decay not in SCHEDULES:
-            raise ValueError(f"unknown lr schedule {decay!r}; expected one of {', '.join(SCHEDULES)}")
+            raise ValueError(f"unknown lr schedule {decay!r}; expected one of "
+                             f"{', '.join(SCHEDULES)}")
         if base_lr <= 0:
             raise ValueError(f"learning rate must be positive, got {base_lr}")
         if warmup_steps < 0 or total_steps <= 0:
             raise ValueError(f"need total_steps > 0 and warmup_steps >= 0, got {total_steps}, "
                              f"{warmup_steps}")
         if not 0.0 <= warmup_start <= 1.0:
-            raise ValueError(f"warmup_start is a fraction of the base rate in [0, 1], got {warmup_start}")
+            raise ValueError(f"warmup_start is a fraction of the base rate in [0, 1], got "
+                             f"{warmup_start}")
         boundaries = [int(b) for b in boundaries]
         if any(b <= 0 for b in boundaries) or boundaries != sorted(boundaries):
             raise ValueError(f"lr boundaries must be increasing positive steps, got {boundaries}")

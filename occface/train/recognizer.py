@@ -15,6 +15,10 @@ gradient of ``mean_n CE_n + SR + L2`` over the global batch — exactly the sing
 The Eq. 2 term is a per-replica batch mean, so its replica average is the global mean. BatchNorm
 statistics are synchronised over replicas (``synchronized=True``) when ``sync_batchnorm``.
 
+Keras keeps ``add_loss`` terms on the (shared) layer objects, so under ``MirroredStrategy`` every
+replica's ``model.losses`` also lists the other replicas' Eq. 2 terms;
+:func:`regularization_terms` keeps only the terms on the replica's own device.
+
 A step whose all-reduced loss or gradients are not finite is skipped on every replica (no
 optimizer update, BatchNorm moving statistics restored); :class:`~occface.train.loop.NonFiniteGuard`
 stops the run after ``max_nonfinite_steps`` in a row.
@@ -170,7 +174,8 @@ class RecognizerConfig:
         from occface.models import VARIANTS
         _check(self.variant in VARIANTS, f"variant must be one of {', '.join(VARIANTS)}, got "
                                          f"{self.variant!r}")
-        _check(self.depth in (18, 34, 50, 100), f"depth must be 18, 34, 50 or 100, got {self.depth}")
+        _check(self.depth in (18, 34, 50, 100),
+               f"depth must be 18, 34, 50 or 100, got {self.depth}")
         _check(self.width >= 1, f"width must be positive, got {self.width}")
         _check(self.input_size >= 16, f"input_size must be >= 16, got {self.input_size}")
         _check(self.embedding_size >= 1, f"embedding_size must be positive, got "
@@ -184,8 +189,8 @@ class RecognizerConfig:
         _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        _check(self.strategy in dist.STRATEGIES, f"strategy must be one of "
-                                                 f"{', '.join(dist.STRATEGIES)}, got {self.strategy!r}")
+        _check(self.strategy in dist.STRATEGIES,
+               f"strategy must be one of {', '.join(dist.STRATEGIES)}, got {self.strategy!r}")
         _check(not (self.xla and self.strategy != "default"),
                "xla (jit_compile) is supported on a single device only (strategy 'default'); XLA "
                "inside MirroredStrategy/MultiWorkerMirroredStrategy replicas fails")
@@ -203,8 +208,8 @@ class RecognizerConfig:
         _check(not (self.train_folds and not self.lfw_pairs),
                "train_folds needs lfw_pairs (the pairs.txt that defines the folds)")
         _check(not (set(self.train_folds) & set(self.val_folds)),
-               f"train_folds {list(self.train_folds)} and val_folds {list(self.val_folds)} overlap: "
-               "validation identities must not be trained on")
+               f"train_folds {list(self.train_folds)} and val_folds {list(self.val_folds)} "
+               "overlap: validation identities must not be trained on")
         _check(not (self.val_folds and not (self.val_pairs or self.lfw_pairs)),
                "val_folds needs val_pairs (or lfw_pairs)")
 
@@ -491,6 +496,13 @@ def train_recognizer(config, *, dataset=None, num_classes=None, validator=None, 
         "images_per_sec", "model_path", "restored_from", "model", "head"}``; ``model`` and
         ``head`` are the trained Keras objects (the rest is JSON-serialisable).
 
+    Notes
+    -----
+    Sets the global seeds (``keras.utils.set_random_seed(config.seed)``) and, with
+    ``deterministic``, enables TensorFlow op determinism for the rest of the process.
+    With ``mixed_precision`` the global Keras dtype policy is ``mixed_float16`` during the call
+    and restored afterwards.
+
     Raises
     ------
     ValueError, FileNotFoundError
@@ -626,7 +638,8 @@ def _train(config, model_dir, dataset, num_classes, validator, progress, strateg
     result = {"step": int(step_var.numpy()), "restored_from": restored,
               "final": loop.history[-1][1] if loop.history else {},
               "history": [{"step": s, **v} for s, v in loop.history],
-              "validation": curve, "best": max(curve, key=lambda e: e["mean_acc"]) if curve else None,
+              "validation": curve,
+              "best": max(curve, key=lambda e: e["mean_acc"]) if curve else None,
               "images_per_sec": images_per_sec, "first_step_seconds": loop.first_step_seconds,
               "wall_seconds": elapsed, "steps_run": done,
               "skipped_steps": loop.guard.total_skipped,

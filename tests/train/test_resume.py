@@ -2,8 +2,9 @@
 
 Every run is a subprocess (``train_worker.py``) training a tiny ``lcd`` recognizer (random channel
 dropout, so the RNG state matters) with deterministic ops on a small image tree read by the real
-``occface.data.training_dataset`` (shuffled and augmented, so the data position matters). The interrupted chain must end with exactly the same
-variables (model, head, optimizer slots and iterations, step, RNG states) as an uninterrupted run.
+``occface.data.training_dataset`` (shuffled and augmented, so the data position matters). The
+interrupted chain must end with exactly the same variables (model, head, optimizer slots and
+iterations, step, RNG states) as an uninterrupted run.
 """
 import os
 import pathlib

@@ -2,15 +2,16 @@
 
 Trains a tiny recognizer with ``train_recognizer`` on a small face-image tree (``--data_dir``,
 read by the real ``occface.data.training_dataset``: shuffled, augmented, checkpointable), or on a
-synthetic in-memory dataset without ``--data_dir``, and writes the final state (model + head weights, optimizer variables, step) to
-``<model_dir>/final_state.npz``. Prints ``step N`` (flushed) after every step so a parent can
-time a kill.
+synthetic in-memory dataset without ``--data_dir``, and writes the final state (every variable of
+the newest checkpoint but the iterator; under multi-worker each worker's in-memory weights) to
+``final_state[_worker<i>].npz``. Prints ``step N loss L`` (flushed) after every step so a parent
+can time a kill.
 
 Options (``--name=value``): model_dir, steps, checkpoint_interval, strategy, seed, sleep (s per
-step), die_in_save (SIGKILL itself inside the save of that checkpoint number: ``index`` = after the
-data files are written but before the checkpoint index is updated, ``merge`` = before the shards
-are merged into the final files), die_at_save (the checkpoint number), data_dir, variant,
-batch_size, max_nonfinite.
+step), die_in_save (SIGKILL itself inside the save of checkpoint ``die_at_save``: ``index`` =
+after the data files are written but before the checkpoint index lists it, ``merge`` = before the
+shards are merged into the final files), die_at_save, data_dir, variant, batch_size,
+max_nonfinite, classes.
 """
 import os
 import signal
