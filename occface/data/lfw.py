@@ -168,7 +168,7 @@ def _count_images(image_dir):
     counts = {}
     with os.scandir(image_dir) as it:
         for entry in it:
-            if entry.is_dir():
+            if entry.is_dir() and not entry.name.startswith("."):  # e.g. .occface_prepare
                 counts[entry.name] = sum(1 for e in os.scandir(entry.path) if e.is_file())
     return counts
 

@@ -304,7 +304,7 @@ class OcclusionTF:
     ----------
     kinds : str or sequence of str
         One kind, or several to choose from uniformly per image.
-    size : int or (int, int)
+    image_size : int or (int, int)
         Image size ``(H, W)``.
     prob : float
         Probability that an image is occluded at all (the mask is all zeros otherwise).
@@ -316,14 +316,14 @@ class OcclusionTF:
         (or ``"random"``) is chosen from per image.
     """
 
-    def __init__(self, kinds, size=112, prob=1.0, landmarks=None, **options):
+    def __init__(self, kinds, image_size=112, prob=1.0, landmarks=None, **options):
         import tensorflow as tf
         from occface.data.alignment import _size_hw, template_landmarks
         self.kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         for k in self.kinds:
             if k not in KINDS:
                 raise ValueError(f"unknown occlusion kind {k!r}; expected one of {KINDS}")
-        self.h, self.w = _size_hw(size)
+        self.h, self.w = _size_hw(image_size)
         self.prob = float(prob)
         lm = template_landmarks((self.h, self.w)) if landmarks is None else np.asarray(landmarks)
         options = dict(options)
@@ -425,21 +425,22 @@ class OcclusionTF:
         return image * (1.0 - mask) + values * mask, mask
 
 
-def occlusion_map_fn(kind, size=112, seed=0, prob=1.0, landmarks=None, **options):
+def occlusion_map_fn(kind, image_size=112, seed=0, prob=1.0, landmarks=None, **options):
     """A ``tf.data`` map function occluding aligned faces.
 
     Use on an enumerated dataset of images (the element index seeds the randomness, so the
     result is deterministic and survives iterator checkpointing)::
 
-        ds = ds.enumerate().map(occlusion_map_fn("block", size=128, seed=1))
+        ds = ds.enumerate().map(occlusion_map_fn("block", image_size=128, seed=1, size=48))
 
     The function takes ``(index, image, *rest)`` or ``(index, (image, *rest))`` (what
     ``enumerate`` gives for tuple elements) with ``image`` ``(H, W, 3)`` and returns
     ``(occluded float32 (H, W, 3), mask float32 (H, W, 1), *rest)``. ``kind`` may be a list of
-    kinds to choose from; other arguments as for :class:`OcclusionTF`.
+    kinds to choose from; other arguments as for :class:`OcclusionTF` (``size`` is the block
+    side, as for :func:`occlude`).
     """
     import tensorflow as tf
-    occ = OcclusionTF(kind, size, prob, landmarks, **options)
+    occ = OcclusionTF(kind, image_size, prob, landmarks, **options)
     seed = int(seed)
 
     def fn(index, *element):

@@ -69,3 +69,14 @@ def test_malformed_files(tmp_path):
     assert pairs.fold_identities() == [{"A", "B"}, {"C", "D", "E"}]
     sub = pairs.subset(pairs.fold_indices(1))
     assert sub.pairs == [("C", 3, "C", 4), ("D", 1, "E", 2)]
+
+
+def test_training_identities_ignore_hidden_folders(tmp_path):
+    """A prepared tree holds bookkeeping folders such as .occface_prepare: never identities."""
+    (tmp_path / "pairs.txt").write_text("2\t1\nA\t1\t2\nA\t1\tB\t1\nC\t1\t2\nC\t1\tD\t1\n")
+    for name in ("A", "B", "C", "D", "E", ".occface_prepare"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            (tmp_path / name / f"{name}_{i + 1:04d}.jpg").write_bytes(b"x")
+    got = lfw_training_identities(tmp_path, folds=[0], min_images=1, include_unpaired=True)
+    assert got == ["A", "B", "E"]

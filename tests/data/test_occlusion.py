@@ -185,7 +185,7 @@ def test_tf_fixed_kinds_match_numpy_exactly(kind, options):
 
 def test_tf_block_and_map_fn():
     images = np.stack([_face(64, s) for s in range(6)])
-    fn = occlusion_map_fn("block", size=64, seed=7, fill="white")
+    fn = occlusion_map_fn("block", image_size=64, seed=7, fill="white")
     ds = tf.data.Dataset.from_tensor_slices((images, np.arange(6))).enumerate().map(fn)
     outs = list(ds.as_numpy_iterator())
     again = list(ds.as_numpy_iterator())
@@ -205,3 +205,15 @@ def test_tf_block_and_map_fn():
     with pytest.raises(ValueError, match="not supported"):
         OcclusionTF("block", 64, fill="image")
     assert set(KINDS) == {"block", "mask", "sunglasses", "upper", "lower", "left", "right"}
+
+
+def test_tf_block_size_option_does_not_clash_with_image_size():
+    """``size`` is the block side (as for occlude), ``image_size`` the face size."""
+    occ = OcclusionTF("block", 64, size=16)
+    _, m = occ(tf.constant(_face(64, 0)), tf.constant([3, 4]))
+    ys, xs = np.nonzero(m.numpy()[..., 0])
+    assert (np.ptp(ys) + 1, np.ptp(xs) + 1) == (16, 16)
+    fn = occlusion_map_fn("block", image_size=64, seed=1, size=20)
+    ds = tf.data.Dataset.from_tensor_slices(_face(64, 1)[None]).enumerate().map(fn)
+    _, m2 = next(iter(ds))
+    assert int(m2.numpy().sum()) == 20 * 20
