@@ -75,6 +75,9 @@ flags.DEFINE_float("min_lr", 0.0, "Cosine: final learning rate.")
 flags.DEFINE_integer("batch_size", 128, "Global batch size (over all replicas and workers).",
                      lower_bound=1)
 flags.DEFINE_integer("steps", 1000, "Training steps (batches).", lower_bound=1)
+flags.DEFINE_float("epochs", None, "Train for this many passes over the training images; "
+                   "overrides --steps with ceil(epochs * images / batch_size), which is what "
+                   "config.json stores.")
 # System
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
@@ -221,6 +224,7 @@ def _route_library_logs(progress):
 
 
 def main(argv):
+    import logging
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     cfg = _config_dict()
@@ -242,6 +246,11 @@ def main(argv):
                                train_recognizer)
     try:
         config = RecognizerConfig.from_dict(cfg)
+        if FLAGS.epochs is not None:
+            from occface.train.recognizer import steps_for_epochs
+            config.steps = steps_for_epochs(config, FLAGS.epochs)
+            logging.getLogger("occface.tools").info("--epochs=%g: %d steps", FLAGS.epochs,
+                                                    config.steps)
         result = train_recognizer(config, progress=progress)
     except (ValueError, FileNotFoundError, ConfigMismatchError, NonFiniteLossError) as err:
         progress.close()

@@ -414,6 +414,36 @@ def make_train_step(strategy, model, head, optimizer, inputs, *, global_batch_si
 # Data
 
 
+def training_identities(config):
+    """The identity filter of ``config`` (LFW ``train_folds``), or None for all identities."""
+    import occface.data as occdata
+    if not config.train_folds:
+        return None
+    pairs = pathlib.Path(config.lfw_pairs)
+    if not pairs.is_file():
+        raise FileNotFoundError(f"LFW pairs file not found: {pairs}")
+    identities = occdata.lfw_training_identities(
+        config.data_dir, folds=config.train_folds,
+        min_images=config.min_images_per_identity, pairs_file=pairs.resolve())
+    if not identities:
+        raise ValueError(f"no identity of folds {list(config.train_folds)} has at least "
+                         f"{config.min_images_per_identity} images in {config.data_dir}")
+    return identities
+
+
+def steps_for_epochs(config, epochs):
+    """Steps that make ``epochs`` passes over ``config``'s training images (global batch)."""
+    import occface.data as occdata
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if not config.data_dir or not pathlib.Path(config.data_dir).exists():
+        raise FileNotFoundError(f"training data not found: {config.data_dir}")
+    n = occdata.open_source(config.data_dir, training_identities(config)).num_images
+    if not n:
+        raise ValueError(f"empty training set: no images in {config.data_dir}")
+    return max(1, math.ceil(epochs * n / config.batch_size))
+
+
 def training_data(config, per_worker_batch, seed):
     """``(dataset, num_classes)`` for ``config`` from :func:`occface.data.training_dataset`.
 
@@ -425,17 +455,7 @@ def training_data(config, per_worker_batch, seed):
         raise ValueError("no training data: set data_dir")
     if not pathlib.Path(config.data_dir).exists():
         raise FileNotFoundError(f"training data not found: {config.data_dir}")
-    identities = None
-    if config.train_folds:
-        pairs = pathlib.Path(config.lfw_pairs)
-        if not pairs.is_file():
-            raise FileNotFoundError(f"LFW pairs file not found: {pairs}")
-        identities = occdata.lfw_training_identities(
-            config.data_dir, folds=config.train_folds,
-            min_images=config.min_images_per_identity, pairs_file=pairs.resolve())
-        if not identities:
-            raise ValueError(f"no identity of folds {list(config.train_folds)} has at least "
-                             f"{config.min_images_per_identity} images in {config.data_dir}")
+    identities = training_identities(config)
     try:
         training_dataset = occdata.training_dataset
     except AttributeError:

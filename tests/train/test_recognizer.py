@@ -155,3 +155,21 @@ def test_config_validation_messages(tmp_path):
                                           strategy="mirrored"),
                          dataset=_dataset()[0], num_classes=CLASSES,
                          strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+
+
+def test_steps_for_epochs_counts_training_images(tmp_path):
+    import cv2
+
+    from occface.train.recognizer import steps_for_epochs
+    for i in range(3):
+        (tmp_path / f"p{i}").mkdir()
+        for j in range(5):
+            cv2.imwrite(str(tmp_path / f"p{i}" / f"p{i}_{j + 1:04d}.png"),
+                        np.full((20, 20, 3), 40 * j, np.uint8))
+    cfg = RecognizerConfig(data_dir=str(tmp_path), batch_size=4)
+    assert steps_for_epochs(cfg, 1) == 4  # ceil(15 / 4)
+    assert steps_for_epochs(cfg, 2.5) == 10  # ceil(37.5 / 4)
+    with pytest.raises(ValueError, match="positive"):
+        steps_for_epochs(cfg, 0)
+    with pytest.raises(FileNotFoundError):
+        steps_for_epochs(RecognizerConfig(data_dir=str(tmp_path / "missing")), 1)
