@@ -393,6 +393,7 @@ def run_signatures_in_fresh_process(version_dir, calls, timeout=600):
         pathlib.Path(script).write_text(_CHECK_SCRIPT)
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
+        version_dir = pathlib.Path(version_dir).resolve()  # the child runs in another cwd
         proc = subprocess.run([sys.executable, "-I", script, str(version_dir), inputs_path,
                                outputs_path], capture_output=True, text=True, timeout=timeout,
                               env=env, cwd=tmp)

@@ -145,3 +145,13 @@ def test_killed_export_leaves_no_version(tmp_path):
     v2 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16)
     assert v2.name == "2"
     assert not [p for p in base.iterdir() if p.name.startswith(".")]  # the dead run's temp is gone
+
+
+def test_relative_export_dir_checks_fine(tmp_path, monkeypatch, faces):
+    """The self-check child runs in another directory: relative paths must still resolve."""
+    monkeypatch.chdir(tmp_path)
+    model = _tiny_recognizer(size=16)
+    vdir = export.export_model("rel/m", kind="embed", recognizer=model, aligned_size=16,
+                               before_publish=lambda d: export.check_export(d, faces=faces,
+                                                                            recognizer=model))
+    assert vdir == export.pathlib.Path("rel/m/1") and (tmp_path / "rel/m/1/saved_model.pb").is_file()

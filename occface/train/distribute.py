@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
+_MIRRORED = {}
+
+
 def make_strategy(name="default", devices=None):
     """Build a ``tf.distribute`` strategy by name.
 
@@ -32,6 +35,15 @@ def make_strategy(name="default", devices=None):
         ``MultiWorkerMirroredStrategy`` configured from the ``TF_CONFIG`` environment variable.
     devices : list of str, optional
         Devices for ``mirrored`` (e.g. ``["/cpu:0", "/cpu:1"]``).
+
+    Notes
+    -----
+    ``mirrored`` returns one cached strategy per device set and process. Two
+    ``MirroredStrategy`` objects over the same devices number their collective ops (e.g. the
+    all-reduce of synchronised BatchNorm) from the same keys, and TensorFlow's process-wide
+    collective executor then fails with "Shape mismatch in the collective instance"; reusing one
+    strategy avoids that (measured: a second strategy in the same process broke every later
+    Mirrored step).
 
     Raises
     ------
@@ -45,7 +57,10 @@ def make_strategy(name="default", devices=None):
             gpus = tf.config.list_logical_devices("GPU")
             devices = ([d.name for d in gpus] if gpus
                        else [d.name for d in tf.config.list_logical_devices("CPU")])
-        return tf.distribute.MirroredStrategy(devices=list(devices))
+        key = tuple(tf.DeviceSpec.from_string(d).to_string() for d in devices)
+        if key not in _MIRRORED:
+            _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=list(devices))
+        return _MIRRORED[key]
     if name == "multi_worker":
         raw = os.environ.get("TF_CONFIG")
         if not raw:

@@ -15,6 +15,7 @@ from occface.inpainting.trainer import (IDGANConfig, add_hole_masks, load_faces_
                                         load_recognizer, prepare_parser, preview_grid,
                                         train_idgan, training_data)
 from occface.train import NonFiniteLossError
+from occface.train.distribute import make_strategy
 
 S = 32
 
@@ -237,7 +238,7 @@ def test_apply_gradients_if_finite_uses_each_replicas_gradients(finite):
     x = np.arange(8, dtype=np.float32).reshape(8, 1)
     results = []
     for strategy in (tf.distribute.get_strategy(),
-                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+                     make_strategy("mirrored", ["/cpu:0", "/cpu:1"])):
         with strategy.scope():
             w = tf.Variable([[1.0]])
             opt = keras.optimizers.SGD(0.1)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from occface.layers import LCD, ResponseDecorrelation
+from occface.train.distribute import make_strategy
 
 
 def test_lcd_in_sequential_fit(rng):
@@ -28,7 +29,7 @@ def test_lcd_in_sequential_fit(rng):
 
 
 def test_lcd_in_mirrored_strategy_custom_loop(rng):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = make_strategy("mirrored", ["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     global_batch = 8
     with strategy.scope():

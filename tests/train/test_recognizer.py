@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from occface.train import (ConfigMismatchError, NonFiniteLossError, PairSet, PairsValidator,
                            RecognizerConfig, train_recognizer)
+from occface.train.distribute import make_strategy
 
 CLASSES = 6
 
@@ -154,7 +155,7 @@ def test_config_validation_messages(tmp_path):
         train_recognizer(RecognizerConfig(model_dir=str(tmp_path / "x"), batch_size=7,
                                           strategy="mirrored"),
                          dataset=_dataset()[0], num_classes=CLASSES,
-                         strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+                         strategy=make_strategy("mirrored", ["/cpu:0", "/cpu:1"]))
 
 
 def test_steps_for_epochs_counts_training_images(tmp_path):
