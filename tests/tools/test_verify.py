@@ -105,3 +105,25 @@ def test_cli_pair_json_and_gallery_and_errors(exported, tmp_path):
     assert proc.returncode == 2 and "nope.jpg" in proc.stderr and "Traceback" not in proc.stderr
     proc = _run(a, "--model", exported)
     assert proc.returncode == 2 and "expected two images" in proc.stderr
+
+
+def test_shipped_demo_model_on_real_pairs():
+    """The README's main command: the default (shipped) model on people it never saw."""
+    verifier = FaceVerifier()
+    assert verifier.metadata["calibration"]["folds"] == [8, 9, 10]
+    s = SAMPLES / "Serena_Williams"
+    same = verifier.compare(s / "Serena_Williams_0001.jpg", s / "Serena_Williams_0002.jpg")
+    diff = verifier.compare(s / "Serena_Williams_0001.jpg",
+                            SAMPLES / "George_W_Bush" / "George_W_Bush_0001.jpg")
+    assert same["same"] and not diff["same"]
+    assert same["score"] > diff["score"] + 0.2
+
+
+def test_cli_flags_the_masked_sample():
+    masked = REPO_ROOT / "saved_models" / "occluded_samples" / "Serena_Williams_0002_mask.jpg"
+    proc = _run(SAMPLES / "Serena_Williams" / "Serena_Williams_0001.jpg", masked, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    first, second = result["faces"]
+    assert not first["occlusion"]["occluded"]
+    assert second["occlusion"]["occluded"] and second["occlusion"]["kind"] == "lower"
