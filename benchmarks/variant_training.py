@@ -33,6 +33,21 @@ from occface.utils import run_metadata, write_json  # noqa: E402
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "variant_training.json"
 
 
+def _inference_mode_loss(cfg, model, head, batches):
+    """Mean ArcFace loss of the trained model on the first training batches, with LCD / SR /
+    SAM-free inference behaviour (``training=False``): the loss the logged curve would show if
+    the dropout layers were switched off. Same batches for every variant (same seed)."""
+    from occface.losses import arcface_loss
+    from occface.train.recognizer import training_data
+    dataset, _ = training_data(cfg, cfg.batch_size, cfg.seed)
+    losses = []
+    for images, labels in dataset.take(batches):
+        emb = model(images, training=False)
+        logits = head([emb, labels], training=False)
+        losses.append(float(arcface_loss(labels, logits)))
+    return float(np.mean(losses))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default="runs/lfw112", help="aligned LFW tree")
@@ -45,6 +60,10 @@ def main():
     parser.add_argument("--learning_rate", type=float, default=0.1)
     parser.add_argument("--interval", type=int, default=25, help="curve resolution (steps)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval_batches", type=int, default=8,
+                        help="training batches on which the final ArcFace loss is also measured "
+                             "with every dropout layer in inference mode")
+    parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
 
     from occface.train import RecognizerConfig, train_recognizer
@@ -76,6 +95,7 @@ def main():
             curves[variant] = [(h["step"], float(h["arcface"]), float(h["loss"]))
                                for h in result["history"]]
             model = result["model"]
+            eval_loss = _inference_mode_loss(cfg, model, result["head"], args.eval_batches)
             pair_set = next(iter(validator.sets.values()))
             emb_a = np.array(model(pair_set.images_a[:600].astype(np.float32), training=False))
             emb_b = np.array(model(pair_set.images_b[:600].astype(np.float32), training=False))
@@ -86,6 +106,7 @@ def main():
             rows[variant] = {
                 "final_arcface_loss": curves[variant][-1][1],
                 "final_total_loss": curves[variant][-1][2],
+                "final_arcface_loss_inference_mode": eval_loss,
                 "lfw_folds_8_10_accuracy": final_val.get("clean_acc"),
                 "mean_cosine_different_people": float(np.mean(np.sum(emb_a[diff] * emb_b[diff],
                                                                       axis=1))),
@@ -101,17 +122,21 @@ def main():
     steps = [s for s, _, _ in curves[variants[0]]]
     for i, step in enumerate(steps):
         print(f"{step:>6} " + " ".join(f"{curves[v][i][1]:>10.3f}" for v in variants))
-    print(f"\n{'variant':<10} {'loss':>8} {'ratio':>7} {'acc 8-10':>9} {'cos diff':>9} {'img/s':>7}")
-    base = rows.get("baseline", next(iter(rows.values())))["final_arcface_loss"]
+    print(f"\n{'variant':<10} {'loss':>8} {'ratio':>7} {'inf.loss':>9} {'ratio':>7} {'acc 8-10':>9} "
+          f"{'cos diff':>9} {'img/s':>7}")
+    first = rows.get("baseline", next(iter(rows.values())))
+    base, base_inf = first["final_arcface_loss"], first["final_arcface_loss_inference_mode"]
     for v, row in rows.items():
         acc = row["lfw_folds_8_10_accuracy"]
+        inf = row["final_arcface_loss_inference_mode"]
         print(f"{v:<10} {row['final_arcface_loss']:>8.3f} {row['final_arcface_loss'] / base:>7.3f} "
+              f"{inf:>9.3f} {inf / base_inf:>7.3f} "
               f"{acc if acc is None else f'{acc:.4f}':>9} "
               f"{row['mean_cosine_different_people']:>9.3f} {row['images_per_sec']:>7.1f}")
-    write_json(RESULTS, {**run_metadata(vars(args)), "rows": rows,
+    write_json(args.output, {**run_metadata(vars(args)), "rows": rows,
                          "curves": {v: [{"step": s, "arcface": a, "total": t} for s, a, t in c]
                                     for v, c in curves.items()}})
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
