@@ -41,7 +41,8 @@ def _inference_mode_loss(cfg, model, head, batches):
     from occface.train.recognizer import training_data
     dataset, _ = training_data(cfg, cfg.batch_size, cfg.seed)
     losses = []
-    for images, labels in dataset.take(batches):
+    for batch in dataset.take(batches):
+        images, labels = batch[0], batch[1]  # further elements (skip counter) are not needed
         emb = model(images, training=False)
         logits = head([emb, labels], training=False)
         losses.append(float(arcface_loss(labels, logits)))
