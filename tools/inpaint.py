@@ -72,19 +72,13 @@ flags.DEFINE_integer("batch_size", 64, "Faces per batch.", lower_bound=1)
 
 
 def _fail(message, code=1):
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)
+    from occface.cli import fail
+    fail(PROG, message, code)
 
 
 def _parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        text = str(err).splitlines()[0] if str(err) else "bad flags"
-        _fail(text.replace("ERROR:: ", ""), code=2)
-    except OSError as err:
-        _fail(f"cannot read flags: {err}", code=2)
+    from occface.cli import parse_flags
+    return parse_flags(PROG, FLAGS, argv)
 
 
 def _folds(text):

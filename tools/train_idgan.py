@@ -131,20 +131,13 @@ _define_flags()
 
 
 def _fail(message, code=1):
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)
+    from occface.cli import fail
+    fail(PROG, message, code)
 
 
 def _parse_flags(argv):
-    """absl parsing with one-line errors (no usage dump, no traceback)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        text = str(err).splitlines()[0] if str(err) else "bad flags"
-        _fail(text.replace("ERROR:: ", ""), code=2)
-    except OSError as err:  # e.g. a missing --flagfile
-        _fail(f"cannot read flags: {err}", code=2)
+    from occface.cli import parse_flags
+    return parse_flags(PROG, FLAGS, argv)
 
 
 def _folds(text):

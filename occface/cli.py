@@ -1,0 +1,23 @@
+"""Shared behaviour of the absl-flag tools in ``tools/``: one-line errors, never a traceback."""
+
+import sys
+
+from absl import flags
+
+
+def fail(prog, message, code=1):
+    """Print ``<prog>: error: <message>`` on stderr and exit with ``code``."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def parse_flags(prog, flag_values, argv):
+    """absl parsing with a one-line error and exit code 2 (no usage dump, no traceback)."""
+    try:
+        return flag_values(argv)
+    except flags.Error as err:
+        text = str(err).splitlines()[0] if str(err) else "bad flags"
+        fail(prog, text.replace("ERROR:: ", ""), code=2)
+    except OSError as err:  # e.g. a --flagfile that does not exist
+        fail(prog, f"cannot read flags: {err}", code=2)
