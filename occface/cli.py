@@ -21,3 +21,20 @@ def parse_flags(prog, flag_values, argv):
         fail(prog, text.replace("ERROR:: ", ""), code=2)
     except OSError as err:  # e.g. a --flagfile that does not exist
         fail(prog, f"cannot read flags: {err}", code=2)
+
+
+def parse_int_ranges(value):
+    """``"0-6"`` / ``"0,1,2"`` / ``"0-2 5"`` / ``["0-6", "8"]`` -> list of ints (ranges inclusive).
+
+    Raises ``ValueError`` for a part that is not an integer or ``lo-hi`` range.
+    """
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        for part in str(item).replace(",", " ").split():
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+    return out

@@ -82,14 +82,8 @@ def _parse_flags(argv):
 
 
 def _folds(text):
-    out = []
-    for part in str(text).replace(",", " ").split():
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
-    return out
+    from occface.cli import parse_int_ranges
+    return parse_int_ranges(text)
 
 
 def _generator_specs():

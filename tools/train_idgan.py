@@ -142,16 +142,8 @@ def _parse_flags(argv):
 
 def _folds(text):
     """``"0-6"`` / ``"0,1,2"`` / ``["0-6"]`` -> ``[0, ..., 6]``."""
-    items = text if isinstance(text, (list, tuple)) else [text]
-    out = []
-    for item in items:
-        for part in str(item).replace(",", " ").split():
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                out.extend(range(int(lo), int(hi) + 1))
-            else:
-                out.append(int(part))
-    return out
+    from occface.cli import parse_int_ranges
+    return parse_int_ranges(text)
 
 
 def _config_dict():
