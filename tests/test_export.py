@@ -96,6 +96,70 @@ def test_inpaint_export_keeps_known_pixels(tmp_path, faces):
     np.testing.assert_array_equal(out[known], faces[known])
 
 
+def test_inpaint_export_resizes_a_smaller_generator(tmp_path):
+    """A generator trained at 16 px serves 32-px faces: the hole is filled from the 16-px output
+    resized back, the known pixels stay exact, and a hole pixel at 32 px becomes a hole pixel of
+    the 16-px input (any overlap counts)."""
+    gen = _tiny_generator(16)
+    faces = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((2, 32, 32, 1), np.float32)
+    masks[:, 9:20, 7:18] = 1  # odd edges: straddles 16-px pixels
+    vdir = export.export_model(tmp_path / "g", kind="inpaint", generator=gen, aligned_size=32)
+    assert export.read_metadata(vdir)["generator_input_size"] == [16, 16]
+    diffs = export.check_export(vdir, faces=faces, generator=gen, masks=masks)
+    assert diffs["inpaint"] <= 1.0
+    outputs, _ = export.run_signatures_in_fresh_process(
+        vdir, {"inpaint": {"images": faces, "masks": masks}})
+    out = outputs["inpaint"]["inpainted"]
+    assert out.shape == faces.shape
+    known = masks[..., 0] == 0
+    np.testing.assert_array_equal(out[known], faces[known])
+    # by hand: 2x2 means, hole if any of the 4 is a hole, generator, bilinear x2, composite
+    small = faces.astype(np.float32).reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+    small_mask = (masks.reshape(2, 16, 2, 16, 2, 1).max(axis=(2, 4)) > 0).astype(np.float32)
+    assert small_mask[0, 4:10, 3:9].all() and small_mask[0].sum() == 36
+    filled = gen([small, small_mask]).numpy()
+    up = tf.image.resize(filled, (32, 32), method="bilinear").numpy()
+    want = np.clip(np.round(masks * up + (1 - masks) * faces), 0, 255)
+    assert np.max(np.abs(out.astype(np.float32) - want)) <= 1.0
+
+
+@pytest.mark.parametrize("inpaint_first", [False, True])
+def test_cascade_verify_masked_follows_the_stored_policy(tmp_path, inpaint_first):
+    recognizer, gen = _tiny_recognizer(size=32), _tiny_generator(16)
+    faces = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((3, 32, 32, 1), np.float32)
+    masks[0, 10:26, 6:22] = 1  # only the first face of the b batch is occluded
+    vdir = export.export_model(tmp_path / "c", kind="cascade", recognizer=recognizer,
+                               generator=gen, threshold=0.5, inpaint_policy=inpaint_first,
+                               aligned_size=32)
+    meta = export.read_metadata(vdir)
+    assert meta["inpaint_occluded_faces"] is inpaint_first
+    diffs = export.check_export(vdir, faces=faces, recognizer=recognizer, generator=gen,
+                                masks=masks)
+    assert diffs["verify_masked"] <= 1e-3
+    no_masks = np.zeros_like(masks)
+    outputs, _ = export.run_signatures_in_fresh_process(vdir, {
+        "verify_masked": {"faces_a": faces, "faces_b": faces, "masks_a": no_masks,
+                          "masks_b": masks},
+        "inpaint": {"images": faces, "masks": masks},
+        "embed": {"images": faces}})
+    scores = outputs["verify_masked"]["scores"]
+    np.testing.assert_allclose(scores[1:], 1.0, atol=1e-5)  # no hole: identical faces
+    emb = outputs["embed"]["embeddings"]
+    if inpaint_first:  # the occluded face is embedded after inpainting
+        filled = outputs["inpaint"]["inpainted"]
+        e_filled = export.make_embed_fn(recognizer, True, 32)(tf.constant(filled[:1])).numpy()
+        np.testing.assert_allclose(scores[0], np.sum(emb[0] * e_filled[0]), atol=1e-3)
+        assert scores[0] < 1.0 - 1e-4
+    else:  # embedded as given: the mask is ignored
+        np.testing.assert_allclose(scores[0], 1.0, atol=1e-5)
+    np.testing.assert_array_equal(outputs["verify_masked"]["same"], scores >= 0.5)
+    with pytest.raises(export.ExportError, match="inpaint_policy"):
+        export.export_model(tmp_path / "d", kind="cascade", recognizer=recognizer, generator=gen,
+                            aligned_size=32)
+
+
 def test_versions_and_overwrite_refusal(tmp_path):
     model = _tiny_recognizer(size=16)
     base = tmp_path / "m"

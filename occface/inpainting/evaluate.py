@@ -47,34 +47,33 @@ def load_generator(path):
 
 
 def generator_inpaint_fn(generator, batch_size=32):
-    """Wrap a generator as ``fn(images uint8 (N, S, S, 3), masks (N, S, S)) -> uint8 (N, S, S, 3)``.
+    """Wrap a generator as ``fn(images uint8 (N, s, s, 3), masks (N, s, s[, 1])) -> uint8``.
 
-    Faces of another size than the generator's are resized to it and back (bilinear; the mask with
-    nearest neighbour), and the known pixels of the input are restored exactly afterwards.
+    The same graph function the SavedModel export serves (:func:`occface.export.make_inpaint_fn`):
+    faces of another size than the generator's are resized to it (area; a generator pixel is hole
+    when any part of it is) and the filled hole is resized back (bilinear); the known pixels of
+    the input are kept exactly. So measured numbers are those of the exported model.
     """
-    import cv2
-    size = int(generator.input_shape[0][1])
+    import tensorflow as tf
+    from occface.export import make_inpaint_fn
+    fns = {}
 
     def fn(images, masks):
-        images = np.asarray(images)
+        images = np.asarray(images, np.uint8)
         masks = (np.asarray(masks) > 0).astype(np.float32)
-        if masks.ndim == 4:
-            masks = masks[..., 0]
-        n, h, w = images.shape[:3]
-        x, m = images.astype(np.float32), masks
-        if (h, w) != (size, size):
-            x = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR)
-                          for im in x])
-            m = np.stack([cv2.resize(mk, (size, size), interpolation=cv2.INTER_NEAREST)
-                          for mk in m])
-        out = np.concatenate([np.asarray(generator.predict_on_batch(
-            [x[s:s + batch_size], m[s:s + batch_size, ..., None]]))
-            for s in range(0, n, batch_size)], axis=0) if n else x
-        if (h, w) != (size, size):
-            out = np.stack([cv2.resize(o, (w, h), interpolation=cv2.INTER_LINEAR) for o in out])
-        out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        hole = masks[..., None] > 0
-        return np.where(hole, out, images.astype(np.uint8))
+        if masks.ndim == 3:
+            masks = masks[..., None]
+        if images.ndim != 4 or images.shape[1] != images.shape[2] or images.shape[3] != 3:
+            raise ValueError(f"expected square RGB faces (N, s, s, 3), got {images.shape}")
+        if masks.shape[:3] != images.shape[:3]:
+            raise ValueError(f"masks {masks.shape} do not match faces {images.shape}")
+        side = int(images.shape[1])
+        if side not in fns:
+            fns[side] = tf.function(make_inpaint_fn(generator, side), reduce_retracing=True)
+        parts = [fns[side](tf.constant(images[s:s + batch_size]),
+                           tf.constant(masks[s:s + batch_size])).numpy()
+                 for s in range(0, len(images), batch_size)]
+        return np.concatenate(parts, axis=0) if parts else images.copy()
     return fn
 
 
