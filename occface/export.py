@@ -325,6 +325,9 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
                                        "[N], threshold float32 [N]"
         info.update(threshold=float(threshold), flip_test=bool(flip_test),
                     model_input_size=list(_model_input_size(recognizer)))
+        from occface.models.recognizer import Recognizer, recognizer_config
+        if isinstance(recognizer, Recognizer):  # lets occface.models.recognizer_from_export
+            info["recognizer_config"] = recognizer_config(recognizer)  # rebuild it
 
     if generator is not None and kind != "embed":
         archive.track(generator)

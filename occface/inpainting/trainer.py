@@ -284,7 +284,11 @@ def load_recognizer(path):
     ----------
     path : str or path
         A ``.keras`` file, a training ``model_dir`` holding ``model.keras``, or a SavedModel
-        directory (its ``embed`` or ``serving_default`` signature; high-level features only).
+        directory or versioned export base (latest version). An occface export with a uint8
+        ``embed`` signature is rebuilt as its Keras recognizer
+        (:func:`occface.models.recognizer_from_export`: low and high features, differentiable);
+        any other SavedModel's float ``embed`` / ``serving_default`` signature gives high-level
+        features only.
 
     Returns
     -------
@@ -301,6 +305,11 @@ def load_recognizer(path):
         if path.suffix != ".keras":
             raise ValueError(f"recognizer file must be a .keras model, got {path}")
         return keras.saving.load_model(path, compile=False)
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()
+                          and (p / "saved_model.pb").is_file())
+        if versions:
+            path = path / str(versions[-1])
     if (path / "saved_model.pb").is_file():
         loaded = tf.saved_model.load(str(path))
         for name in ("embed", "serving_default"):
@@ -310,10 +319,17 @@ def load_recognizer(path):
             specs = signature.structured_input_signature[1]
             key = sorted(specs)[0]
             if not specs[key].dtype.is_floating:
-                raise ValueError(
-                    f"SavedModel {path} signature {name!r} takes {specs[key].dtype.name} images: "
-                    "the identity losses need gradients through the recognizer, so give a "
-                    "float-input signature or the .keras recognizer")
+                # occface exports serve uint8 faces (no gradient): rebuild the Keras recognizer
+                # from the variables they track (needs 'recognizer_config' in the metadata)
+                from occface.models.restore import recognizer_from_export
+                try:
+                    return recognizer_from_export(path)
+                except ValueError as err:
+                    raise ValueError(
+                        f"SavedModel {path} signature {name!r} takes {specs[key].dtype.name} "
+                        "images: the identity losses need gradients through the recognizer, "
+                        f"and rebuilding the Keras model failed ({err}); give a float-input "
+                        "signature or the .keras recognizer") from err
 
             def call(images, _sig=signature, _key=key, _dtype=specs[key].dtype):
                 return _sig(**{_key: tf.cast(images, _dtype)})
