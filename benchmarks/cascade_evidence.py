@@ -94,17 +94,19 @@ def main():
                      + f" | {row['inpainted'] - row['direct']:+.4f} |")
         print(lines[-1], flush=True)
     gains = [r["inpainted"] - r["direct"] for r in table.values()]
-    decision = bool(np.mean(gains) > 0)
     print("\n".join(lines))
-    print(f"mean gain {np.mean(gains):+.4f} -> the cascade "
-          f"{'inpaints' if decision else 'embeds directly'}")
     meta = run_metadata(vars(args))
     meta.update({"occluded_pair_accuracy": table, "details": details,
                  "mean_gain_from_inpainting": float(np.mean(gains)),
-                 "inpaint_occluded_faces": decision,
                  "protocol": "LFW pairs of the given folds, second face occluded (occlude='one'), "
                              "10-fold-style accuracy over the folds; clean faces embedded as is"})
     write_json(args.output, meta)
+    from occface.export_tool import cascade_policy  # the rule tools/export.py applies
+    policy, _ = cascade_policy(args.output)
+    meta["inpaint_policy"] = policy
+    write_json(args.output, meta)
+    print("cascade policy (inpaint first?) per occlusion region: "
+          + ", ".join(f"{r}: {'yes' if v else 'no'}" for r, v in policy.items()))
     print(f"wrote {args.output}")
 
 

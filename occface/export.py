@@ -17,7 +17,8 @@ has never heard of occface (the custom layers are traced into the graph):
     pixels are always copied through exactly.
 ``cascade``
     Everything above plus ``verify_masked(faces_a, faces_b, masks_a, masks_b)``, which inpaints a
-    face before embedding it when its mask is non-empty and the stored policy says inpainting helps.
+    face before embedding it when its mask is non-empty and the stored policy says inpainting helps
+    for that occlusion region (upper face / lower face / other, read off the mask in-graph).
 
 Layout: ``export_dir/<version>/`` (TF Serving's convention) with ``assets.extra/occface.json``
 holding the metadata (threshold and how it was calibrated, model settings, policy evidence, git
@@ -225,18 +226,64 @@ def make_inpaint_fn(generator, size=None):
     return inpaint
 
 
-def make_masked_faces_fn(inpaint, use_inpainting):
-    """Graph function of the cascade: faces ``(N, s, s, 3)`` uint8 + masks ``(N, s, s, 1)`` →
-    the faces to embed: inpainted where the mask is non-empty and ``use_inpainting``, else as
-    given."""
+#: Occlusion regions the cascade decides for, and the synthetic occlusion kinds that measure them.
+OCCLUSION_REGIONS = ("upper", "lower", "other")
+KIND_REGIONS = {"sunglasses": "upper", "upper": "upper", "mask": "lower", "lower": "lower",
+                "block": "other", "left": "other", "right": "other"}
+#: Row (fraction of the aligned face height) between the eyes (0.46) and the nose tip (0.64).
+REGION_SPLIT_ROW = 0.55
+
+
+def occlusion_region(masks, split_row=REGION_SPLIT_ROW, share=0.8):
+    """Graph function: masks ``(N, s, s, 1)`` (1 = occluded) → region index ``(N,)`` int32.
+
+    0 = ``"upper"`` (at least ``share`` of the hole above ``split_row``·s: sunglasses, hair),
+    1 = ``"lower"`` (at least ``share`` below it: face masks, scarves, hands at the mouth),
+    2 = ``"other"`` (anything in between, and empty masks).
+    """
     import tensorflow as tf
+    masks = tf.cast(masks, tf.float32)
+    rows = tf.shape(masks)[1]
+    upper_rows = tf.cast(tf.range(rows), tf.float32) < split_row * tf.cast(rows, tf.float32)
+    per_row = tf.reduce_sum(masks, axis=[2, 3])  # (N, s)
+    total = tf.reduce_sum(per_row, axis=1)
+    upper = tf.reduce_sum(tf.where(upper_rows[None], per_row, 0.0), axis=1)
+    frac = upper / tf.maximum(total, 1e-6)
+    return tf.where(total <= 0.0, 2,
+                    tf.where(frac >= share, 0, tf.where(frac <= 1.0 - share, 1, 2)))
+
+
+def normalize_inpaint_policy(policy):
+    """``bool`` or ``{region: bool}`` → ``{region: bool}`` over :data:`OCCLUSION_REGIONS`."""
+    if isinstance(policy, dict):
+        unknown = sorted(set(policy) - set(OCCLUSION_REGIONS))
+        missing = sorted(set(OCCLUSION_REGIONS) - set(policy))
+        if unknown or missing:
+            raise ExportError(f"inpaint_policy needs exactly the regions {OCCLUSION_REGIONS}; "
+                              f"unknown {unknown}, missing {missing}")
+        return {r: bool(policy[r]) for r in OCCLUSION_REGIONS}
+    return {r: bool(policy) for r in OCCLUSION_REGIONS}
+
+
+def make_masked_faces_fn(inpaint, policy):
+    """Graph function of the cascade: faces ``(N, s, s, 3)`` uint8 + masks ``(N, s, s, 1)`` →
+    the faces to embed.
+
+    ``policy`` is a bool (all occlusions) or ``{region: bool}`` over :data:`OCCLUSION_REGIONS`:
+    a face whose mask is non-empty is inpainted when its region's (:func:`occlusion_region`)
+    entry is true, else embedded as given.
+    """
+    import tensorflow as tf
+    policy = normalize_inpaint_policy(policy)
+    table = tf.constant([policy[r] for r in OCCLUSION_REGIONS])
 
     def prepare(faces, masks):
-        if not use_inpainting:
+        if not any(policy.values()):
             return faces
         has_hole = tf.reduce_max(masks, axis=[1, 2, 3]) > 0.5
+        use = tf.logical_and(has_hole, tf.gather(table, occlusion_region(masks)))
         filled = inpaint(faces, masks)
-        return tf.where(has_hole[:, None, None, None], filled, faces)
+        return tf.where(use[:, None, None, None], filled, faces)
 
     return prepare
 
@@ -268,9 +315,11 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
         Sum the embeddings of each face and its mirror image inside the graph.
     threshold : float
         Cosine-similarity threshold used by ``verify``; store how it was chosen in ``metadata``.
-    inpaint_policy : bool, optional
-        Cascade only: whether ``verify_masked`` inpaints occluded faces before embedding. Record
-        the measured evidence for the choice in ``metadata["cascade_evidence"]``.
+    inpaint_policy : bool or dict, optional
+        Cascade only: whether ``verify_masked`` inpaints occluded faces before embedding, for all
+        occlusions (bool) or per region (``{"upper": bool, "lower": bool, "other": bool}``, see
+        :func:`occlusion_region`). Record the measured evidence for the choice in
+        ``metadata["cascade_evidence"]``.
     metadata : dict, optional
         Extra JSON-serialisable information (training config, evidence). A ``"calibration"``
         entry (how the threshold was chosen, with its accuracy/FAR) is also copied to the top
@@ -294,7 +343,7 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
     if kind in ("inpaint", "cascade") and generator is None:
         raise ExportError(f"kind={kind!r} needs an inpainting generator")
     if kind == "cascade" and inpaint_policy is None:
-        raise ExportError("kind='cascade' needs inpaint_policy (True/False) chosen from measured "
+        raise ExportError("kind='cascade' needs inpaint_policy (bool or per region) chosen from measured "
                           "verification accuracy")
     version = resolve_version(export_dir, version, overwrite)
 
@@ -343,9 +392,9 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
                                         % ((aligned_size,) * 6)
 
     if kind == "cascade":
-        use_inpainting = bool(inpaint_policy)
-
-        prepare = make_masked_faces_fn(inpaint, use_inpainting)
+        region_policy = normalize_inpaint_policy(inpaint_policy)
+        use_inpainting = any(region_policy.values())
+        prepare = make_masked_faces_fn(inpaint, region_policy)
 
         def verify_masked(faces_a, faces_b, masks_a, masks_b):
             ea = embed(prepare(faces_a, masks_a))
@@ -362,6 +411,11 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
         info["signatures"]["verify_masked"] = "faces_a, faces_b uint8, masks_a, masks_b float32 " \
                                               "(1 = occluded) -> scores, same, threshold"
         info["inpaint_occluded_faces"] = use_inpainting
+        info["inpaint_policy"] = region_policy
+        info["occlusion_regions"] = {
+            "upper": f">= 80% of the mask above row {REGION_SPLIT_ROW} * size (sunglasses)",
+            "lower": f">= 80% of the mask below it (face masks, scarves)",
+            "other": "anything else (blocks, hands, half faces)"}
 
     from occface.utils import run_metadata
     if metadata and "calibration" in metadata:
@@ -508,8 +562,8 @@ def check_export(version_dir, *, faces, recognizer=None, generator=None, masks=N
         faces_b = np.roll(faces, 1, axis=0)
         masks_b = np.roll(masks_b, 1, axis=0)
         masks_a = np.zeros_like(masks_b)
-        prepare = make_masked_faces_fn(make_inpaint_fn(generator, faces.shape[1]),
-                                       bool(meta.get("inpaint_occluded_faces")))
+        policy = meta.get("inpaint_policy", bool(meta.get("inpaint_occluded_faces")))
+        prepare = make_masked_faces_fn(make_inpaint_fn(generator, faces.shape[1]), policy)
         embed = make_embed_fn(recognizer, flip_test, faces.shape[1])
         ea = embed(prepare(tf.constant(faces), tf.constant(masks_a))).numpy()
         eb = embed(prepare(tf.constant(faces_b), tf.constant(masks_b))).numpy()

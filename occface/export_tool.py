@@ -137,17 +137,20 @@ def calibrate_threshold(scores, issame, folds=None):
 
 
 def cascade_policy(evidence_path):
-    """Decide whether the cascade inpaints occluded faces, from measured accuracies.
+    """Decide, per occlusion region, whether the cascade inpaints occluded faces.
 
     The evidence JSON holds ``{"occluded_pair_accuracy": {kind: {"direct": acc,
-    "inpainted": acc}, ...}}`` (as written by the ID-GAN benchmark). Inpainting is chosen when it
-    wins on average over the kinds measured.
+    "inpainted": acc}, ...}}`` (as written by ``benchmarks/cascade_evidence.py``). Each kind
+    measures one region (:data:`occface.export.KIND_REGIONS`: sunglasses → upper, mask → lower,
+    block → other); a region inpaints when its kinds gain on average, and a region no kind
+    measured follows the mean gain over all kinds.
 
     Returns
     -------
-    (bool, dict)
-        The policy and the evidence to store in the export's metadata.
+    (dict, dict)
+        ``{region: bool}`` and the evidence to store in the export's metadata.
     """
+    from occface import export
     path = pathlib.Path(evidence_path)
     if not path.is_file():
         raise FileNotFoundError(f"cascade evidence not found: {path}")
@@ -161,9 +164,17 @@ def cascade_policy(evidence_path):
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: every kind needs numeric 'direct' and 'inpainted' "
                          f"accuracies ({err})") from err
-    policy = float(np.mean(list(gains.values()))) > 0.0
+    mean_gain = float(np.mean(list(gains.values())))
+    policy, basis = {}, {}
+    for region in export.OCCLUSION_REGIONS:
+        kinds = sorted(k for k in gains if export.KIND_REGIONS.get(k, "other") == region)
+        gain = float(np.mean([gains[k] for k in kinds])) if kinds else mean_gain
+        policy[region] = gain > 0.0
+        basis[region] = {"kinds": kinds or "all (no kind measured this region)", "gain": gain}
     return policy, {"source": str(path), "occluded_pair_accuracy": table,
-                    "gain_from_inpainting": gains, "inpaint_occluded_faces": policy}
+                    "gain_from_inpainting": gains, "region_basis": basis,
+                    "inpaint_policy": policy,
+                    "inpaint_occluded_faces": any(policy.values())}
 
 
 def sample_faces(folder=None, size=112, limit=8):
@@ -260,4 +271,4 @@ def run_export(model, kind, export_dir, version=1, overwrite=False, generator=No
                                before_publish=self_check)
     return {"export": str(vdir), "kind": kind, "threshold": threshold,
             "calibration": metadata.get("calibration"), "self_check_max_abs_diff": diffs,
-            "inpaint_occluded_faces": policy}
+            "inpaint_policy": policy}

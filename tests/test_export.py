@@ -135,6 +135,7 @@ def test_cascade_verify_masked_follows_the_stored_policy(tmp_path, inpaint_first
                                aligned_size=32)
     meta = export.read_metadata(vdir)
     assert meta["inpaint_occluded_faces"] is inpaint_first
+    assert meta["inpaint_policy"] == {r: inpaint_first for r in export.OCCLUSION_REGIONS}
     diffs = export.check_export(vdir, faces=faces, recognizer=recognizer, generator=gen,
                                 masks=masks)
     assert diffs["verify_masked"] <= 1e-3
@@ -250,3 +251,31 @@ def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
                                 aligned_size=16)
     with pytest.raises(ValueError, match="recognizer_config"):
         recognizer_from_export(plain)
+
+
+def test_occlusion_region_from_mask_rows():
+    """Split at row 0.55 * 20 = 11: rows 0-10 are the upper face."""
+    masks = np.zeros((5, 20, 20, 1), np.float32)
+    masks[0, 2:10, 3:15] = 1      # all above: upper (sunglasses)
+    masks[1, 12:20, 3:15] = 1     # all below: lower (face mask)
+    masks[2, 5:17, 3:15] = 1      # 6 of 12 rows above: other
+    masks[3, 1:11, :] = 1         # 10 rows above + 1 row (4 of 20 px) below: 200/204 >= 0.8
+    masks[3, 11, :4] = 1
+    regions = export.occlusion_region(tf.constant(masks)).numpy()  # masks[4] empty: other
+    np.testing.assert_array_equal(regions, [0, 1, 2, 0, 2])
+
+
+def test_cascade_inpaints_only_the_regions_the_policy_names(tmp_path):
+    recognizer, gen = _tiny_recognizer(size=32), _tiny_generator(16)
+    faces = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((2, 32, 32, 1), np.float32)
+    masks[0, 4:14, 6:26] = 1   # upper face
+    masks[1, 20:30, 6:26] = 1  # lower face
+    policy = {"upper": False, "lower": True, "other": False}
+    prepare = export.make_masked_faces_fn(export.make_inpaint_fn(gen, 32), policy)
+    out = prepare(tf.constant(faces), tf.constant(masks)).numpy()
+    np.testing.assert_array_equal(out[0], faces[0])  # upper: embedded as given
+    assert np.any(out[1] != faces[1])                 # lower: inpainted
+    np.testing.assert_array_equal(out[1][masks[1, ..., 0] == 0], faces[1][masks[1, ..., 0] == 0])
+    with pytest.raises(export.ExportError, match="missing"):
+        export.make_masked_faces_fn(export.make_inpaint_fn(gen, 32), {"upper": True})

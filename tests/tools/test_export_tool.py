@@ -38,8 +38,15 @@ def test_cascade_policy_from_evidence(tmp_path):
     path.write_text(json.dumps({"occluded_pair_accuracy": {
         "block": {"direct": 0.70, "inpainted": 0.74}, "mask": {"direct": 0.65, "inpainted": 0.64}}}))
     policy, evidence = export_tool.cascade_policy(path)
-    assert policy is True
+    # block measures "other" (+0.04), mask measures "lower" (-0.01); "upper" was not measured
+    # and follows the mean gain (+0.015)
+    assert policy == {"upper": True, "lower": False, "other": True}
     assert evidence["gain_from_inpainting"]["block"] == pytest.approx(0.04)
+    assert evidence["region_basis"]["upper"]["gain"] == pytest.approx(0.015)
+    path.write_text(json.dumps({"occluded_pair_accuracy": {
+        "sunglasses": {"direct": 0.8, "inpainted": 0.7}, "mask": {"direct": 0.6, "inpainted": 0.65},
+        "block": {"direct": 0.7, "inpainted": 0.69}}}))
+    assert export_tool.cascade_policy(path)[0] == {"upper": False, "lower": True, "other": False}
     path.write_text(json.dumps({"occluded_pair_accuracy": {"block": {"direct": 0.7}}}))
     with pytest.raises(ValueError, match="numeric 'direct' and 'inpainted'"):
         export_tool.cascade_policy(path)
