@@ -35,6 +35,8 @@ class FaceInput:
     num_faces : int — faces found in the photo (the most central large one is used)
     notes : list of str — human-readable remarks (several faces, tiny face, occlusion, ...)
     occlusion : dict or None — output of the occlusion estimate, if one was run
+    occlusion_mask : np.ndarray or None, uint8, shape (112, 112) — 1 = occluded (when the
+        estimator gives masks and found the face occluded); a cascade export inpaints it
     """
     path: str
     aligned: np.ndarray
@@ -43,6 +45,7 @@ class FaceInput:
     num_faces: int
     notes: list
     occlusion: dict = None
+    occlusion_mask: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def describe(self):
         x, y, w, h = (int(round(v)) for v in self.box)
@@ -92,6 +95,11 @@ class FaceVerifier:
             {"source": "given by the user"}
         self.detector = detector or FaceDetector()
         self.occlusion_estimator = occlusion_estimator
+        self._verify_masked = None
+        if self.metadata.get("kind") == "cascade":  # occlusion-aware: inpaint first where it helps
+            import tensorflow as tf
+            self._cascade = tf.saved_model.load(str(path))
+            self._verify_masked = self._cascade.signatures["verify_masked"]
 
     # ---------------------------------------------------------------------------------------
     def load_face(self, path):
@@ -124,13 +132,18 @@ class FaceVerifier:
             import cv2
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         aligned = align_face(image, face.landmarks, ALIGNED_SIZE)[..., ::-1].copy()  # BGR -> RGB
-        occlusion = None
+        occlusion, mask = None, None
         if self.occlusion_estimator is not None:
-            occlusion = self.occlusion_estimator(aligned)
+            if hasattr(self.occlusion_estimator, "estimate"):  # gives the pixel mask too
+                occlusion, mask = self.occlusion_estimator.estimate(aligned)
+            else:
+                occlusion = self.occlusion_estimator(aligned)
             if occlusion.get("occluded"):
                 notes.append(f"face appears occluded ({occlusion.get('kind', 'unknown')})")
+            else:
+                mask = None
         return FaceInput(str(path), aligned, face.box, float(face.score), len(faces), notes,
-                         occlusion)
+                         occlusion, mask)
 
     def embed(self, aligned_faces):
         """L2-normalised embeddings ``(N, D)`` of aligned uint8 faces ``(N, 112, 112, 3)``."""
@@ -149,9 +162,13 @@ class FaceVerifier:
             :class:`FaceInput` descriptions), ``model``.
         """
         faces = [self.load_face(path_a), self.load_face(path_b)]
-        emb = self.embed(np.stack([f.aligned for f in faces]))
-        score = float(np.dot(emb[0], emb[1]))
-        return {
+        cascade = None
+        if self._verify_masked is not None and any(f.occlusion_mask is not None for f in faces):
+            score, cascade = self._compare_with_cascade(faces)
+        else:
+            emb = self.embed(np.stack([f.aligned for f in faces]))
+            score = float(np.dot(emb[0], emb[1]))
+        result = {
             "score": score,
             "threshold": self.threshold,
             "same": score >= self.threshold,
@@ -159,6 +176,32 @@ class FaceVerifier:
             "model": str(self.model_path),
             "threshold_info": self.threshold_info,
         }
+        if cascade is not None:
+            result["cascade"] = cascade
+        return result
+
+    def _compare_with_cascade(self, faces):
+        """Score through the export's ``verify_masked`` (inpaints occluded faces per policy)."""
+        import tensorflow as tf
+        from occface.export import OCCLUSION_REGIONS, normalize_inpaint_policy, occlusion_region
+        masks = np.zeros((2, ALIGNED_SIZE, ALIGNED_SIZE, 1), np.float32)
+        for i, face in enumerate(faces):
+            if face.occlusion_mask is not None:
+                masks[i, ..., 0] = face.occlusion_mask
+        out = self._verify_masked(faces_a=tf.constant(faces[0].aligned[None]),
+                                  faces_b=tf.constant(faces[1].aligned[None]),
+                                  masks_a=tf.constant(masks[:1]), masks_b=tf.constant(masks[1:]))
+        policy = normalize_inpaint_policy(self.metadata.get(
+            "inpaint_policy", bool(self.metadata.get("inpaint_occluded_faces"))))
+        regions = [OCCLUSION_REGIONS[int(r)] for r in occlusion_region(tf.constant(masks))]
+        inpainted = [bool(masks[i].max() > 0.5 and policy[regions[i]]) for i in range(2)]
+        for face, region, done in zip(faces, regions, inpainted):
+            if face.occlusion_mask is not None:
+                face.notes.append(f"cascade: {region}-face occlusion, "
+                                  + ("inpainted with ID-GAN before embedding" if done else
+                                     "embedded directly (measured better for this region)"))
+        return float(out["scores"].numpy()[0]), {"inpainted": inpainted, "regions": regions,
+                                                 "policy": policy}
 
     def rank(self, probe_path, gallery_dir, top_k=5, progress=None):
         """Rank the people of a gallery folder by similarity to a probe photo.

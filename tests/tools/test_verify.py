@@ -127,3 +127,34 @@ def test_cli_flags_the_masked_sample():
     first, second = result["faces"]
     assert not first["occlusion"]["occluded"]
     assert second["occlusion"]["occluded"] and second["occlusion"]["kind"] == "lower"
+
+
+@pytest.mark.parametrize("inpaint_lower", [True, False])
+def test_cascade_export_inpaints_the_occluded_face_per_policy(tmp_path, inpaint_lower):
+    """A cascade export: the masked sample (lower face) goes through verify_masked."""
+    import keras
+    from occface.occlusion_estimate import default_occlusion_estimator
+    recognizer = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
+                                  embedding_size=16, width=4, seed=0)
+    img, hole = keras.Input((32, 32, 3)), keras.Input((32, 32, 1))
+    fill = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid")(
+        keras.layers.Concatenate()([img, hole]))
+    generator = keras.Model([img, hole], keras.layers.Rescaling(255.0)(fill))
+    policy = {"upper": False, "lower": inpaint_lower, "other": False}
+    base = tmp_path / "cascade"
+    export.export_model(base, kind="cascade", recognizer=recognizer, generator=generator,
+                        threshold=0.5, inpaint_policy=policy)
+    estimator = default_occlusion_estimator()
+    cascade = FaceVerifier(base, occlusion_estimator=estimator)
+    plain = FaceVerifier(base)  # no occlusion estimate: plain embed path
+    a = SAMPLES / "Serena_Williams" / "Serena_Williams_0001.jpg"
+    masked = REPO_ROOT / "saved_models" / "occluded_samples" / "Serena_Williams_0002_mask.jpg"
+    with_cascade, without = cascade.compare(a, masked), plain.compare(a, masked)
+    info = with_cascade["cascade"]
+    assert info["regions"][1] == "lower" and info["inpainted"] == [False, inpaint_lower]
+    assert any("cascade: lower-face occlusion" in n for n in with_cascade["faces"][1]["notes"])
+    if inpaint_lower:  # the masked face was filled in before embedding: another score
+        assert abs(with_cascade["score"] - without["score"]) > 1e-4
+    else:
+        assert with_cascade["score"] == pytest.approx(without["score"], abs=1e-5)
+    assert "cascade" not in cascade.compare(a, a)  # nothing occluded: plain path
