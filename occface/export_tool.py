@@ -11,9 +11,12 @@ SAMPLES_DIR = REPO_ROOT / "saved_models" / "samples"
 
 
 def load_keras_model(path):
-    """Load a raw ``keras.Model`` from a ``.keras`` file or a training ``model_dir``.
+    """Load a raw ``keras.Model`` from a ``.keras`` file, a training ``model_dir`` or an occface
+    ``embed`` export.
 
-    A ``model_dir`` gives ``best/model.keras`` when present, else ``model.keras``.
+    A ``model_dir`` gives ``best/model.keras`` when present, else ``model.keras``; an export
+    (``saved_model.pb`` or numbered versions with ``recognizer_config`` in its metadata) is
+    rebuilt with :func:`occface.models.recognizer_from_export`.
     """
     import keras
     import occface.layers  # noqa: F401  (registers the custom layers)
@@ -23,6 +26,10 @@ def load_keras_model(path):
     except ImportError:  # pragma: no cover - optional part
         pass
     path = pathlib.Path(path)
+    if path.is_dir() and ((path / "saved_model.pb").is_file()
+                          or any(p.name.isdigit() for p in path.iterdir())):
+        from occface.models import recognizer_from_export
+        return recognizer_from_export(path)
     if path.is_dir():
         for candidate in (path / "best" / "model.keras", path / "model.keras"):
             if candidate.is_file():

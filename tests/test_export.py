@@ -233,7 +233,9 @@ def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
     vdir = export.export_model(tmp_path / "m", kind="embed", recognizer=model, aligned_size=16)
     assert export.read_metadata(vdir)["recognizer_config"]["width"] == 4
     x = faces.astype(np.float32)
-    for rebuilt in (recognizer_from_export(tmp_path / "m"), load_recognizer(tmp_path / "m")):
+    from occface.export_tool import load_keras_model  # tools/export.py --model <export>
+    for rebuilt in (recognizer_from_export(tmp_path / "m"), load_recognizer(tmp_path / "m"),
+                    load_keras_model(tmp_path / "m"), load_keras_model(vdir)):
         assert isinstance(rebuilt, keras.Model)
         np.testing.assert_allclose(rebuilt(x, training=False).numpy(),
                                    model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
