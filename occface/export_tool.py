@@ -26,8 +26,8 @@ def load_keras_model(path):
     except ImportError:  # pragma: no cover - optional part
         pass
     path = pathlib.Path(path)
-    if path.is_dir() and ((path / "saved_model.pb").is_file()
-                          or any(p.name.isdigit() for p in path.iterdir())):
+    from occface.export import existing_versions
+    if path.is_dir() and ((path / "saved_model.pb").is_file() or existing_versions(path)):
         from occface.models import recognizer_from_export
         return recognizer_from_export(path)
     if path.is_dir():

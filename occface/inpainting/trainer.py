@@ -306,10 +306,9 @@ def load_recognizer(path):
             raise ValueError(f"recognizer file must be a .keras model, got {path}")
         return keras.saving.load_model(path, compile=False)
     if path.is_dir() and not (path / "saved_model.pb").is_file():
-        versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()
-                          and (p / "saved_model.pb").is_file())
-        if versions:
-            path = path / str(versions[-1])
+        from occface.export import existing_versions
+        if existing_versions(path):  # a TF Serving base directory: the newest version
+            path = path / str(existing_versions(path)[-1])
     if (path / "saved_model.pb").is_file():
         loaded = tf.saved_model.load(str(path))
         for name in ("embed", "serving_default"):

@@ -7,22 +7,6 @@ architecture built with :func:`~occface.models.build_recognizer` can take them b
 The architecture comes from the export metadata (``recognizer_config``, written by
 :func:`occface.export.export_model`) or is given by the caller.
 """
-import json
-import pathlib
-
-METADATA_FILE = pathlib.Path("assets.extra") / "occface.json"
-
-
-def _version_dir(path):
-    path = pathlib.Path(path)
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()) \
-        if path.is_dir() else []
-    if not versions:
-        raise FileNotFoundError(f"no SavedModel at {path} (no saved_model.pb and no numbered "
-                                "version sub-directories)")
-    return path / str(versions[-1])
 
 
 def recognizer_from_export(path, config=None):
@@ -49,13 +33,12 @@ def recognizer_from_export(path, config=None):
         missing / extra / mis-shaped variables).
     """
     import tensorflow as tf
+    from occface.export import METADATA_FILE, latest_version_dir, read_metadata
     from occface.models.recognizer import build_recognizer
 
-    version_dir = _version_dir(path)
+    version_dir = latest_version_dir(path)
     if config is None:
-        meta_path = version_dir / METADATA_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        config = meta.get("recognizer_config")
+        config = read_metadata(version_dir).get("recognizer_config")
         if config is None:
             raise ValueError(f"{version_dir} has no 'recognizer_config' in {METADATA_FILE}: pass "
                              "the build arguments (e.g. from the training flagfile) as config=")
