@@ -190,7 +190,9 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
     Returns
     -------
     dict
-        ``{"methods": {name: {"psnr", "ssim", ["accuracy", "std", "fold_accuracies", ...]}},
+        ``{"methods": {name: {"psnr", "ssim", ["accuracy", "std", "fold_accuracies", ...,
+        "identity_similarity" (mean cosine between the embeddings of each filled face and of the
+        same face un-occluded)]}},
         "clean": {verification of the un-occluded pairs} (with a recognizer), "n_pairs",
         "n_occluded_images", "kind", "seed", "occlude", "examples": [uint8 arrays]}``.
     """
@@ -249,29 +251,41 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
             return result.to_dict()
 
         report["clean"] = verify(emb_clean)
+
+        def unit(e):
+            return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+        truth_unit = unit(emb_clean[occ_index])
         for name in methods:
             emb = emb_clean.copy()
             emb[occ_index] = embed_images(model, filled[name][occ_index], batch_size=batch_size,
                                           flip=flip)
             report["methods"][name].update(verify(emb))
+            # identity preservation, what ID-GAN's identity terms aim at: cosine between the
+            # embedding of the filled face and that of the same face un-occluded
+            report["methods"][name]["identity_similarity"] = float(
+                np.mean(np.sum(unit(emb[occ_index]) * truth_unit, axis=1)))
     if examples:
         report["examples"] = example_rows
     return report
 
 
 def format_inpainting_table(report):
-    """Markdown table: method | PSNR | SSIM | verification accuracy (± std)."""
+    """Markdown table: method | PSNR | SSIM | verification accuracy (± std) | cosine to the
+    un-occluded face's embedding."""
     has_acc = any("accuracy" in v for v in report["methods"].values())
-    head = "| method | PSNR (dB) | SSIM |" + (" accuracy |" if has_acc else "")
-    rule = "|---|---:|---:|" + ("---:|" if has_acc else "")
+    head = "| method | PSNR (dB) | SSIM |" + (" accuracy | cos to truth |" if has_acc else "")
+    rule = "|---|---:|---:|" + ("---:|---:|" if has_acc else "")
     lines = [head, rule]
     if has_acc and "clean" in report:
         c = report["clean"]
-        lines.append(f"| clean (no occlusion) | – | – | {c['accuracy']:.4f} ± {c['std']:.4f} |")
+        lines.append(f"| clean (no occlusion) | – | – | {c['accuracy']:.4f} ± {c['std']:.4f} "
+                     "| 1 |")
     for name, v in report["methods"].items():
         row = f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} |"
         if has_acc:
-            row += f" {v['accuracy']:.4f} ± {v['std']:.4f} |" if "accuracy" in v else " – |"
+            row += (f" {v['accuracy']:.4f} ± {v['std']:.4f} | {v['identity_similarity']:.4f} |"
+                    if "accuracy" in v else " – | – |")
         lines.append(row)
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ import pytest
 
 import keras
 
+from occface.evaluation.occlusion import occlude_face
 from occface.evaluation.protocols import FaceSource, PairSet
 from occface.inpainting import build_generator
 from occface.inpainting.evaluate import (evaluate_inpainting_pairs, format_inpainting_table,
@@ -66,6 +67,14 @@ def test_evaluate_pairs_quality_and_verification(rng):
     for name, row in report["methods"].items():
         assert 0.0 <= row["accuracy"] <= 1.0 and len(row["fold_accuracies"]) == 2, name
     assert 0.0 <= report["clean"]["accuracy"] <= 1.0
+    # identity similarity by hand for OCC: cosine of pooled (occluded, clean) second faces
+    second = [1, 3, 5, 7, 4, 6]  # the distinct second faces, in order
+    occ_faces = np.stack([occlude_face(*source.get(k)[:2], "block", 1, key=k)[0] for k in second])
+    e_occ = recognizer(occ_faces.astype(np.float32)).numpy()
+    e_true = recognizer(np.stack([source.get(k)[0] for k in second]).astype(np.float32)).numpy()
+    cos = np.sum(e_occ * e_true, 1) / np.linalg.norm(e_occ, axis=1) / np.linalg.norm(e_true, axis=1)
+    assert occ["identity_similarity"] == pytest.approx(cos.mean(), abs=1e-5)
+    assert telea["identity_similarity"] > occ["identity_similarity"]
     assert len(report["examples"]) == 2 and report["examples"][0].shape[1] == 6 * S + 10
     table = format_inpainting_table(report)
     assert "| Telea |" in table and "clean (no occlusion)" in table
