@@ -8,9 +8,12 @@ the recognizer and the generator (pairs.txt folds 8-10 by default) when the occl
   SavedModel export serves (:func:`occface.export.make_inpaint_fn`, 112-px faces, the generator
   wrapped by in-graph resizing when it was trained at another size),
 
-plus the classical Telea / Navier-Stokes fills for reference. The mask given to the inpainter is
-the synthetic occluder's own mask (what the export's ``masks_*`` inputs expect). The output is the
-evidence file ``tools/export.py --kind cascade --cascade_evidence`` reads::
+plus the classical Telea / Navier-Stokes fills for reference. With ``--masks exact`` the mask
+given to the inpainters is the synthetic occluder's own mask (what the export's ``masks_*`` inputs
+expect from a caller that knows it); with ``--masks estimated`` it is the shipped occlusion
+segmenter's mask of the occluded face (what ``tools/verify.py`` sends), so the whole serving path
+is measured. The output is the evidence file ``tools/export.py --kind cascade
+--cascade_evidence`` reads::
 
     python benchmarks/cascade_evidence.py --generator runs/idgan64_wid \\
         --recognizer saved_models/lcd_ir18_w16_lfw --aligned_dir runs/lfw112
@@ -50,8 +53,15 @@ def main():
     parser.add_argument("--size", type=int, default=112, help="face side (the export's 112)")
     parser.add_argument("--classical", default="telea,ns")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--masks", choices=["exact", "estimated"], default="exact",
+                        help="inpaint with the occluder's own mask or the occlusion segmenter's")
+    parser.add_argument("--output", default=None,
+                        help=f"JSON path (default {RESULTS.name}, or cascade_evidence_estimated"
+                             ".json with --masks estimated)")
     args = parser.parse_args()
+    if args.output is None:
+        args.output = str(RESULTS if args.masks == "exact"
+                          else RESULTS.with_name("cascade_evidence_estimated.json"))
 
     from occface.evaluation import load_embedding_model
     from occface.evaluation.protocols import FaceSource, PairSet, lfw_pair_set
@@ -71,6 +81,17 @@ def main():
     methods = inpainting_methods({"inpainted": generator},
                                  classical=[c for c in args.classical.split(",") if c])
     methods = {("direct" if k == "OCC" else k): v for k, v in methods.items()}
+    if args.masks == "estimated":
+        from occface.occlusion_estimate import default_occlusion_estimator
+        estimator = default_occlusion_estimator()
+        if estimator is None:
+            sys.exit("cascade_evidence: error: the occlusion segmenter is not installed")
+
+        def with_estimated_mask(fn):
+            return lambda images, masks: fn(images, estimator.masks(np.asarray(images)))
+
+        methods = {k: (v if k == "direct" else with_estimated_mask(v))
+                   for k, v in methods.items()}
     recognizer = load_embedding_model(args.recognizer)
     source = FaceSource("aligned", size=args.size)
 
@@ -98,6 +119,7 @@ def main():
     meta = run_metadata(vars(args))
     meta.update({"occluded_pair_accuracy": table, "details": details,
                  "mean_gain_from_inpainting": float(np.mean(gains)),
+                 "masks": args.masks,
                  "protocol": "LFW pairs of the given folds, second face occluded (occlude='one'), "
                              "10-fold-style accuracy over the folds; clean faces embedded as is"})
     write_json(args.output, meta)
