@@ -38,3 +38,28 @@ def parse_int_ranges(value):
             else:
                 out.append(int(part))
     return out
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with its import-time C++ log lines hidden, when the user asked for quiet.
+
+    TF >= 2.19 writes absl log lines at import (e.g. the oneDNN notice) whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says (tensorflow/tensorflow#100442), in front of a tool's one-line
+    error. With ``TF_CPP_MIN_LOG_LEVEL`` >= 1 the process's stderr is pointed at ``/dev/null``
+    for the duration of the import only; an import error still raises (and prints) afterwards.
+    """
+    import os
+    import sys
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -13,6 +13,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from occface.cli import import_tensorflow_quietly  # noqa: E402
+import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 

@@ -22,6 +22,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from occface.cli import import_tensorflow_quietly  # noqa: E402
+import_tensorflow_quietly()
 
 from absl import app, flags, logging as absl_logging  # noqa: E402
 
