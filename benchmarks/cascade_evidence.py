@@ -87,8 +87,15 @@ def main():
         if estimator is None:
             sys.exit("cascade_evidence: error: the occlusion segmenter is not installed")
 
+        last = {}  # every method gets the same batch in turn: segment it once
+
+        def estimated_masks(images):
+            if last.get("images") is not images:
+                last.update(images=images, masks=estimator.masks(np.asarray(images)))
+            return last["masks"]
+
         def with_estimated_mask(fn):
-            return lambda images, masks: fn(images, estimator.masks(np.asarray(images)))
+            return lambda images, masks: fn(images, estimated_masks(images))
 
         methods = {k: (v if k == "direct" else with_estimated_mask(v))
                    for k, v in methods.items()}
@@ -114,21 +121,19 @@ def main():
         lines.append(f"| {kind} | " + " | ".join(f"{row[n]:.4f}" for n in methods)
                      + f" | {row['inpainted'] - row['direct']:+.4f} |")
         print(lines[-1], flush=True)
-    gains = [r["inpainted"] - r["direct"] for r in table.values()]
+    from occface.export_tool import region_policy  # the rule tools/export.py applies
+    policy, gains, _ = region_policy(table)
     print("\n".join(lines))
+    print("cascade policy (inpaint first?) per occlusion region: "
+          + ", ".join(f"{r}: {'yes' if v else 'no'}" for r, v in policy.items()))
     meta = run_metadata(vars(args))
     meta.update({"occluded_pair_accuracy": table, "details": details,
-                 "mean_gain_from_inpainting": float(np.mean(gains)),
+                 "mean_gain_from_inpainting": float(np.mean(list(gains.values()))),
+                 "inpaint_policy": policy,
                  "masks": args.masks,
                  "protocol": "LFW pairs of the given folds, second face occluded (occlude='one'), "
                              "10-fold-style accuracy over the folds; clean faces embedded as is"})
     write_json(args.output, meta)
-    from occface.export_tool import cascade_policy  # the rule tools/export.py applies
-    policy, _ = cascade_policy(args.output)
-    meta["inpaint_policy"] = policy
-    write_json(args.output, meta)
-    print("cascade policy (inpaint first?) per occlusion region: "
-          + ", ".join(f"{r}: {'yes' if v else 'no'}" for r, v in policy.items()))
     print(f"wrote {args.output}")
 
 

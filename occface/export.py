@@ -232,9 +232,11 @@ KIND_REGIONS = {"sunglasses": "upper", "upper": "upper", "mask": "lower", "lower
                 "block": "other", "left": "other", "right": "other"}
 #: Row (fraction of the aligned face height) between the eyes (0.46) and the nose tip (0.64).
 REGION_SPLIT_ROW = 0.55
+#: Share of the mask on one side of that row that makes it an upper / lower occlusion.
+REGION_SHARE = 0.8
 
 
-def occlusion_region(masks, split_row=REGION_SPLIT_ROW, share=0.8):
+def occlusion_region(masks, split_row=REGION_SPLIT_ROW, share=REGION_SHARE):
     """Graph function: masks ``(N, s, s, 1)`` (1 = occluded) → region index ``(N,)`` int32.
 
     0 = ``"upper"`` (at least ``share`` of the hole above ``split_row``·s: sunglasses, hair),
@@ -263,6 +265,13 @@ def normalize_inpaint_policy(policy):
                               f"unknown {unknown}, missing {missing}")
         return {r: bool(policy[r]) for r in OCCLUSION_REGIONS}
     return {r: bool(policy) for r in OCCLUSION_REGIONS}
+
+
+def stored_inpaint_policy(metadata):
+    """The ``{region: bool}`` policy of a cascade export's metadata (exports written before
+    per-region policies hold only the bool ``inpaint_occluded_faces``)."""
+    return normalize_inpaint_policy(metadata.get("inpaint_policy",
+                                                 bool(metadata.get("inpaint_occluded_faces"))))
 
 
 def make_masked_faces_fn(inpaint, policy):
@@ -343,8 +352,8 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
     if kind in ("inpaint", "cascade") and generator is None:
         raise ExportError(f"kind={kind!r} needs an inpainting generator")
     if kind == "cascade" and inpaint_policy is None:
-        raise ExportError("kind='cascade' needs inpaint_policy (bool or per region) chosen from measured "
-                          "verification accuracy")
+        raise ExportError("kind='cascade' needs inpaint_policy (bool or per region) chosen from "
+                          "measured verification accuracy")
     version = resolve_version(export_dir, version, overwrite)
 
     archive = keras.export.ExportArchive()
@@ -412,9 +421,10 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
                                               "(1 = occluded) -> scores, same, threshold"
         info["inpaint_occluded_faces"] = use_inpainting
         info["inpaint_policy"] = region_policy
+        share = f">= {REGION_SHARE:.0%} of the mask"
         info["occlusion_regions"] = {
-            "upper": f">= 80% of the mask above row {REGION_SPLIT_ROW} * size (sunglasses)",
-            "lower": f">= 80% of the mask below it (face masks, scarves)",
+            "upper": f"{share} above row {REGION_SPLIT_ROW} * size (sunglasses)",
+            "lower": f"{share} below it (face masks, scarves)",
             "other": "anything else (blocks, hands, half faces)"}
 
     from occface.utils import run_metadata
@@ -562,8 +572,8 @@ def check_export(version_dir, *, faces, recognizer=None, generator=None, masks=N
         faces_b = np.roll(faces, 1, axis=0)
         masks_b = np.roll(masks_b, 1, axis=0)
         masks_a = np.zeros_like(masks_b)
-        policy = meta.get("inpaint_policy", bool(meta.get("inpaint_occluded_faces")))
-        prepare = make_masked_faces_fn(make_inpaint_fn(generator, faces.shape[1]), policy)
+        prepare = make_masked_faces_fn(make_inpaint_fn(generator, faces.shape[1]),
+                                       stored_inpaint_policy(meta))
         embed = make_embed_fn(recognizer, flip_test, faces.shape[1])
         ea = embed(prepare(tf.constant(faces), tf.constant(masks_a))).numpy()
         eb = embed(prepare(tf.constant(faces_b), tf.constant(masks_b))).numpy()

@@ -143,21 +143,49 @@ def calibrate_threshold(scores, issame, folds=None):
     return out
 
 
-def cascade_policy(evidence_path):
+def region_policy(table):
     """Decide, per occlusion region, whether the cascade inpaints occluded faces.
 
-    The evidence JSON holds ``{"occluded_pair_accuracy": {kind: {"direct": acc,
-    "inpainted": acc}, ...}}`` (as written by ``benchmarks/cascade_evidence.py``). Each kind
-    measures one region (:data:`occface.export.KIND_REGIONS`: sunglasses → upper, mask → lower,
-    block → other); a region inpaints when its kinds gain on average, and a region no kind
-    measured follows the mean gain over all kinds.
+    Each kind of ``table`` (``{kind: {"direct": acc, "inpainted": acc}}``) measures one region
+    (:data:`occface.export.KIND_REGIONS`: sunglasses → upper, mask → lower, block → other); a
+    region inpaints when its kinds gain on average, and a region no kind measured follows the
+    mean gain over all kinds.
+
+    Returns
+    -------
+    (dict, dict, dict)
+        ``{region: bool}``, the gain per kind and ``{region: {"kinds", "gain"}}``.
+
+    Raises
+    ------
+    ValueError
+        When a kind lacks a numeric ``direct`` or ``inpainted`` accuracy.
+    """
+    from occface import export
+    try:
+        gains = {k: float(v["inpainted"]) - float(v["direct"]) for k, v in table.items()}
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"every kind needs numeric 'direct' and 'inpainted' accuracies "
+                         f"({err})") from err
+    mean_gain = float(np.mean(list(gains.values())))
+    policy, basis = {}, {}
+    for region in export.OCCLUSION_REGIONS:
+        kinds = sorted(k for k in gains if export.KIND_REGIONS.get(k, "other") == region)
+        gain = float(np.mean([gains[k] for k in kinds])) if kinds else mean_gain
+        policy[region] = gain > 0.0
+        basis[region] = {"kinds": kinds or "all (no kind measured this region)", "gain": gain}
+    return policy, gains, basis
+
+
+def cascade_policy(evidence_path):
+    """:func:`region_policy` of an evidence JSON (``{"occluded_pair_accuracy": {kind:
+    {"direct": acc, "inpainted": acc}, ...}}``, as written by ``benchmarks/cascade_evidence.py``).
 
     Returns
     -------
     (dict, dict)
         ``{region: bool}`` and the evidence to store in the export's metadata.
     """
-    from occface import export
     path = pathlib.Path(evidence_path)
     if not path.is_file():
         raise FileNotFoundError(f"cascade evidence not found: {path}")
@@ -167,17 +195,9 @@ def cascade_policy(evidence_path):
         raise ValueError(f"{path} has no 'occluded_pair_accuracy' table of "
                          "{kind: {direct, inpainted}}")
     try:
-        gains = {k: float(v["inpainted"]) - float(v["direct"]) for k, v in table.items()}
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: every kind needs numeric 'direct' and 'inpainted' "
-                         f"accuracies ({err})") from err
-    mean_gain = float(np.mean(list(gains.values())))
-    policy, basis = {}, {}
-    for region in export.OCCLUSION_REGIONS:
-        kinds = sorted(k for k in gains if export.KIND_REGIONS.get(k, "other") == region)
-        gain = float(np.mean([gains[k] for k in kinds])) if kinds else mean_gain
-        policy[region] = gain > 0.0
-        basis[region] = {"kinds": kinds or "all (no kind measured this region)", "gain": gain}
+        policy, gains, basis = region_policy(table)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
     return policy, {"source": str(path), "occluded_pair_accuracy": table,
                     "gain_from_inpainting": gains, "region_basis": basis,
                     "inpaint_policy": policy,

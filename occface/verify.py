@@ -97,9 +97,8 @@ class FaceVerifier:
         self.occlusion_estimator = occlusion_estimator
         self._verify_masked = None
         if self.metadata.get("kind") == "cascade":  # occlusion-aware: inpaint first where it helps
-            import tensorflow as tf
-            self._cascade = tf.saved_model.load(str(path))
-            self._verify_masked = self._cascade.signatures["verify_masked"]
+            # the SavedModel load_embedding_model already holds (it keeps it alive)
+            self._verify_masked = self.model._loaded.signatures["verify_masked"]
 
     # ---------------------------------------------------------------------------------------
     def load_face(self, path):
@@ -183,7 +182,7 @@ class FaceVerifier:
     def _compare_with_cascade(self, faces):
         """Score through the export's ``verify_masked`` (inpaints occluded faces per policy)."""
         import tensorflow as tf
-        from occface.export import OCCLUSION_REGIONS, normalize_inpaint_policy, occlusion_region
+        from occface.export import OCCLUSION_REGIONS, occlusion_region, stored_inpaint_policy
         masks = np.zeros((2, ALIGNED_SIZE, ALIGNED_SIZE, 1), np.float32)
         for i, face in enumerate(faces):
             if face.occlusion_mask is not None:
@@ -191,8 +190,7 @@ class FaceVerifier:
         out = self._verify_masked(faces_a=tf.constant(faces[0].aligned[None]),
                                   faces_b=tf.constant(faces[1].aligned[None]),
                                   masks_a=tf.constant(masks[:1]), masks_b=tf.constant(masks[1:]))
-        policy = normalize_inpaint_policy(self.metadata.get(
-            "inpaint_policy", bool(self.metadata.get("inpaint_occluded_faces"))))
+        policy = stored_inpaint_policy(self.metadata)
         regions = [OCCLUSION_REGIONS[int(r)] for r in occlusion_region(tf.constant(masks))]
         inpainted = [bool(masks[i].max() > 0.5 and policy[regions[i]]) for i in range(2)]
         for face, region, done in zip(faces, regions, inpainted):

@@ -307,8 +307,9 @@ def load_recognizer(path):
         return keras.saving.load_model(path, compile=False)
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         from occface.export import existing_versions
-        if existing_versions(path):  # a TF Serving base directory: the newest version
-            path = path / str(existing_versions(path)[-1])
+        versions = existing_versions(path)
+        if versions:  # a TF Serving base directory: the newest version
+            path = path / str(versions[-1])
     if (path / "saved_model.pb").is_file():
         loaded = tf.saved_model.load(str(path))
         for name in ("embed", "serving_default"):

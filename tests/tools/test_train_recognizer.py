@@ -1,7 +1,6 @@
 """tools/train_recognizer.py: flags, flagfiles, one-line errors, a tiny real run with resume."""
 import json
 import os
-import re
 import pathlib
 import subprocess
 import sys
@@ -13,16 +12,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "train_recognizer.py"
 
 
-# TF >= 2.19 logs from C++ at import time whatever TF_CPP_MIN_LOG_LEVEL says (tensorflow#100442),
-# on CPUs where oneDNN is on; those lines are TensorFlow's, not the tool's.
-_TF_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} )")
-
-
-def _tool_lines(stderr):
-    """The non-empty stderr lines the tool itself wrote."""
-    return [ln for ln in stderr.splitlines() if ln.strip() and not _TF_NATIVE_LOG.match(ln)]
-
-
 def _run(*args, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True,
@@ -32,7 +21,7 @@ def _run(*args, timeout=300):
 def _one_line_error(proc, pattern):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = _tool_lines(proc.stderr)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("train_recognizer: error: ")
     assert pattern in lines[0], lines[0]
