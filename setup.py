@@ -1,5 +1,5 @@
 """occface: occluded face recognition (LCD recognizer, ID-GAN inpainting) on TensorFlow/Keras 3."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 # TensorFlow itself is not in install_requires: CPU users get `tensorflow-cpu` from requirements.txt,
 # GPU users install `tensorflow[and-cuda]`; both provide the same `tensorflow` module and pip cannot
@@ -11,7 +11,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["occface", "occface.*"]),
+    # Namespace discovery also lists the asset folders (data, no __init__.py) as packages, so that
+    # setuptools ships them without its "absent from the packages configuration" warning.
+    packages=find_namespace_packages(include=["occface", "occface.*"]),
     include_package_data=True,
     package_data={"occface": ["assets/**/*", "assets/*"]},
     install_requires=[
@@ -19,6 +21,7 @@ setup(
         "numpy>=1.26",
         "opencv-python-headless>=4.9",
         "absl-py>=2.1",
+        "onnx>=1.16",
     ],
     extras_require={"plot": ["matplotlib>=3.7"], "test": ["pytest>=8"]},
 )

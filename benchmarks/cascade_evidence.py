@@ -5,7 +5,7 @@ the recognizer and the generator (pairs.txt folds 8-10 by default) when the occl
 
 * ``direct``: embedded as it is (the LCD recognizer's own robustness), or
 * ``inpainted``: first completed by the ID-GAN generator through the very graph function the
-  SavedModel export serves (:func:`occface.export.make_inpaint_fn`, 112-px faces, the generator
+  SavedModel export serves (:func:`occface.serving.make_inpaint_fn`, 112-px faces, the generator
   wrapped by in-graph resizing when it was trained at another size),
 
 plus the classical Telea / Navier-Stokes fills for reference. With ``--masks exact`` the mask
@@ -121,7 +121,7 @@ def main():
         lines.append(f"| {kind} | " + " | ".join(f"{row[n]:.4f}" for n in methods)
                      + f" | {row['inpainted'] - row['direct']:+.4f} |")
         print(lines[-1], flush=True)
-    from occface.export_tool import region_policy  # the rule tools/export.py applies
+    from occface.serving.cascade import region_policy  # the rule tools/export.py applies
     policy, gains, _ = region_policy(table)
     print("\n".join(lines))
     print("cascade policy (inpaint first?) per occlusion region: "

@@ -2,7 +2,7 @@
 
 Both paths do the same work — uint8 aligned faces in, resize to the model's input size, flip-test,
 L2-normalised embeddings out — the Keras side through the same graph function the export traces
-(`occface.export.make_embed_fn`, wrapped in `tf.function`). Batches of 1 and 64, repeats
+(`occface.serving.make_embed_fn`, wrapped in `tf.function`). Batches of 1 and 64, repeats
 interleaved so drift on a shared machine hits both sides alike.
 
     python benchmarks/serving_throughput.py [--model saved_models/lcd_ir18_w16_lfw/keras/model.keras]
@@ -24,7 +24,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from occface import export  # noqa: E402
+from occface.serving import export_model, make_embed_fn  # noqa: E402
 from occface.utils import run_metadata, write_json  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "serving_throughput.json"
@@ -47,17 +47,17 @@ def main():
     args = parser.parse_args()
 
     if args.model:
-        from occface.export_tool import load_keras_model
+        from occface.models.io import load_keras_model
         model = load_keras_model(args.model)
     else:
         from occface.models import build_recognizer
         model = build_recognizer(depth=18, variant="lcd", input_shape=(64, 64, 3), width=16,
                                  seed=0)
-    keras_embed = tf.function(export.make_embed_fn(model, flip_test=True), reduce_retracing=True)
+    keras_embed = tf.function(make_embed_fn(model, flip_test=True), reduce_retracing=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        vdir = export.export_model(pathlib.Path(tmp) / "m", kind="embed", recognizer=model,
-                                   threshold=0.3)
+        vdir = export_model(pathlib.Path(tmp) / "m", kind="embed", recognizer=model,
+                            threshold=0.3)
         loaded = tf.saved_model.load(str(vdir))
         signature = loaded.signatures["embed"]
 

@@ -19,7 +19,8 @@ _REDUCTIONS = ("sum", "mean")
 _EPS = 1e-12
 
 
-def _check_reduction(reduction):
+def check_reduction(reduction):
+    """Raise ``ValueError`` unless ``reduction`` is one of ``"sum"``, ``"mean"``."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
@@ -59,7 +60,7 @@ def filter_orthogonality(kernel, reduction="sum"):
     >>> round(float(filter_orthogonality(k)), 4)  # 2 · cos 45°
     1.4142
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     w = ops.cast(ops.convert_to_tensor(kernel), "float32")
     if len(w.shape) == 2:
         w = ops.reshape(w, (1, 1) + tuple(w.shape))
@@ -107,7 +108,7 @@ def response_decorrelation(features, reduction="sum"):
     >>> round(float(response_decorrelation(f)), 4)  # 2 · cos² 45°
     1.0
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     f = ops.cast(ops.convert_to_tensor(features), "float32")
     if len(f.shape) != 4:
         raise ValueError(
@@ -167,7 +168,7 @@ class FilterOrthogonalityRegularizer(keras.regularizers.Regularizer):
     """
 
     def __init__(self, weight=100.0, reduction="mean"):
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.weight = float(weight)
         self.reduction = reduction
 

@@ -176,6 +176,64 @@ def default_occlusion_estimator():
     return OcclusionEstimator(DEFAULT_WEIGHTS)
 
 
+def fill_estimated_occlusion(faces, inpaint, estimator, batch_size=64):
+    """Fill the occlusion an estimator finds in aligned faces with an inpainter, before embedding.
+
+    The serving path of ``tools/verify.py``: the segmenter's binary mask of each face; a face
+    counts as occluded when :func:`describe_mask` says so at the estimator's ``threshold`` (only
+    then does :class:`occface.verify.FaceVerifier` hand a mask on), and only those faces are
+    filled, with their estimated mask; the others are returned as they are.
+
+    Parameters
+    ----------
+    faces : array_like, shape (N, S, S, 3), uint8
+        Aligned RGB faces.
+    inpaint : callable
+        ``inpaint(images uint8 (n, S, S, 3), masks float32 (n, S, S, 1), 1 = hole) -> (n, S, S,
+        3)`` (e.g. :func:`occface.inpainting.classical.classical_inpaint` or an ``inpaint``
+        SavedModel signature wrapped to numpy). Called only on the occluded faces, in batches.
+    estimator : OcclusionEstimator or alike
+        Has ``masks(faces) -> (n, S, S)`` {0, 1} and a ``threshold`` (default 0.05).
+    batch_size : int
+
+    Returns
+    -------
+    filled : np.ndarray, shape (N, S, S, 3), uint8
+    masks : np.ndarray, shape (N, S, S), uint8
+        The estimated masks of every face (also of those not counted occluded).
+    occluded : np.ndarray of bool, shape (N,)
+        Which faces were counted occluded (and filled).
+    fractions : np.ndarray of float, shape (N,)
+        Occluded fraction of the face region (:func:`describe_mask`) of each face.
+    """
+    faces = np.asarray(faces)
+    if faces.ndim != 4 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be (N, S, S, 3), got shape {faces.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    faces = faces if faces.dtype == np.uint8 else \
+        np.clip(np.rint(faces), 0, 255).astype(np.uint8)
+    threshold = getattr(estimator, "threshold", 0.05)
+    n = faces.shape[0]
+    masks = np.zeros(faces.shape[:3], np.uint8)
+    for s in range(0, n, batch_size):
+        masks[s:s + batch_size] = np.asarray(estimator.masks(faces[s:s + batch_size])) > 0
+    verdicts = [describe_mask(m, threshold) for m in masks]
+    occluded = np.array([v["occluded"] for v in verdicts], bool)
+    fractions = np.array([v["fraction"] for v in verdicts], np.float64)
+    filled = faces.copy()
+    idx = np.flatnonzero(occluded)
+    for s in range(0, idx.size, batch_size):
+        part = idx[s:s + batch_size]
+        hole = masks[part, ..., None].astype(np.float32)
+        out = np.asarray(inpaint(faces[part], hole))
+        if out.shape != faces[part].shape:
+            raise ValueError(f"inpaint returned shape {out.shape}, expected {faces[part].shape}")
+        out = np.clip(np.rint(out), 0, 255).astype(np.uint8) if out.dtype != np.uint8 else out
+        filled[part] = np.where(hole > 0, out, faces[part])
+    return filled, masks, occluded, fractions
+
+
 def train_occlusion_segmenter(source, steps=1500, batch_size=32, image_size=56, width=12,
                               identities=None, kinds=("mask", "sunglasses", "block", "upper",
                                                       "lower", "left", "right"),

@@ -77,18 +77,60 @@ def write_atomic(path, data, mode="w"):
 
 
 def write_json(path, obj):
-    """Atomically write ``obj`` as indented JSON (numpy scalars/arrays converted)."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Atomically write ``obj`` as indented strict JSON (see :func:`json_text`)."""
+    write_atomic(path, json_text(obj) + "\n")
 
 
-def _json_default(value):
+def json_text(obj, indent=2):
+    """``obj`` as strict JSON text (RFC 8259): what every tool writes or prints.
+
+    numpy scalars and arrays become numbers and lists, paths strings, tuples lists. A non-finite
+    number (``inf``, ``-inf``, ``nan``: e.g. the PSNR of a face identical to its ground truth)
+    has no JSON spelling -- Python's ``json`` would write a bare ``Infinity`` / ``NaN`` that
+    strict parsers reject -- and is written as ``null``.
+
+    Parameters
+    ----------
+    obj : object
+        dicts, lists, tuples, numbers, strings, bools, None, numpy values, paths.
+    indent : int, optional
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError
+        For a value of another type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> json_text({"psnr": float("inf"), "ssim": np.float32(0.5), "n": np.arange(2)}, indent=None)
+    '{"psnr": null, "ssim": 0.5, "n": [0, 1]}'
+    """
+    return json.dumps(_strict(obj), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def _strict(value):
+    import math
+
     import numpy as np
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, pathlib.Path):
+        return _strict(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, pathlib.PurePath):
         return str(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

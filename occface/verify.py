@@ -18,7 +18,11 @@ from occface.paths import REPO_ROOT
 ALIGNED_SIZE = 112
 TINY_FACE_PX = 40          # below this (box's shorter side, in pixels) the result is unreliable
 MIN_FACE_PX = 12           # below this there is no usable face at all
-DEFAULT_MODEL = REPO_ROOT / "saved_models" / "lcd_ir18_w16_lfw"
+DEFAULT_MODEL = REPO_ROOT / "saved_models" / "arcface_mbf_occ_ft"
+"""The best shipped recognizer (insightface's ArcFace MobileFaceNet fine-tuned for occlusion).
+Its weights derive from insightface's: non-commercial research use only (its MODEL_CARD.md).
+:data:`DEMO_MODEL` is the fully occface-trained, unencumbered alternative."""
+DEMO_MODEL = REPO_ROOT / "saved_models" / "lcd_ir18_w16_lfw"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 
 
@@ -37,6 +41,8 @@ class FaceInput:
     occlusion : dict or None — output of the occlusion estimate, if one was run
     occlusion_mask : np.ndarray or None, uint8, shape (112, 112) — 1 = occluded (when the
         estimator gives masks and found the face occluded); a cascade export inpaints it
+    landmarks : np.ndarray or None, float32, shape (5, 2) — detected landmarks (x, y) in the
+        original image, in the ArcFace template's order
     """
     path: str
     aligned: np.ndarray
@@ -46,6 +52,7 @@ class FaceInput:
     notes: list
     occlusion: dict = None
     occlusion_mask: np.ndarray = dataclasses.field(default=None, repr=False)
+    landmarks: np.ndarray = dataclasses.field(default=None, repr=False)
 
     def describe(self):
         x, y, w, h = (int(round(v)) for v in self.box)
@@ -60,10 +67,12 @@ class FaceVerifier:
     ----------
     model : str or path, optional
         An exported SavedModel (base path with numbered versions, or one version directory; its
-        stored threshold is used), a ``.keras`` file, or a training ``model_dir``. Defaults to the
-        demo model shipped in ``saved_models/``.
+        stored threshold is used), a ``.keras`` file, or a training ``model_dir``. Defaults to
+        :data:`DEFAULT_MODEL` (non-commercial research licence; :data:`DEMO_MODEL` is the
+        unencumbered choice).
     threshold : float, optional
-        Overrides the stored decision threshold (cosine similarity).
+        Overrides the stored decision threshold (cosine similarity, in [-1, 1]; else
+        ``ValueError``).
     detector : occface.data.FaceDetector, optional
     occlusion_estimator : callable, optional
         ``f(aligned_rgb (112, 112, 3)) -> dict`` with at least ``{"occluded": bool, "kind": str}``.
@@ -71,22 +80,23 @@ class FaceVerifier:
 
     def __init__(self, model=None, threshold=None, detector=None, occlusion_estimator=None):
         from occface.data import FaceDetector
-        from occface.evaluation import load_embedding_model
-        from occface.export import latest_version_dir, read_metadata
+        from occface.models.io import load_embedding_model, resolve_model_path
+
+        if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
 
         path = pathlib.Path(model) if model is not None else DEFAULT_MODEL
-        if not path.exists():
-            raise FileNotFoundError(f"model not found: {path}")
-        self.metadata = {}
-        if path.is_dir() and not (path / "model.keras").exists() \
-                and not (path / "best" / "model.keras").exists():
-            path = latest_version_dir(path)
-            self.metadata = read_metadata(path)
-        self.model_path = path
+        where = resolve_model_path(path)  # the one path rule of occface.models.io
+        self.metadata = where.metadata
+        self.model_path = where.path if where.format == "savedmodel" else path
+        #: the weights' terms where the export records them (e.g. models derived from
+        #: insightface's: non-commercial research use only), else None
+        self.licence = self.metadata.get("licence")
         self.model = load_embedding_model(path)
         stored = self.metadata.get("threshold")
-        if stored is None and (path / "config.json").is_file():
-            stored = json.loads((path / "config.json").read_text()).get("threshold")
+        if stored is None and where.model_dir is not None \
+                and (where.model_dir / "config.json").is_file():
+            stored = json.loads((where.model_dir / "config.json").read_text()).get("threshold")
         if threshold is None and stored is None:
             raise ValueError(f"model {path} stores no decision threshold; pass one "
                              "(--threshold)")
@@ -97,8 +107,12 @@ class FaceVerifier:
         self.occlusion_estimator = occlusion_estimator
         self._verify_masked = None
         if self.metadata.get("kind") == "cascade":  # occlusion-aware: inpaint first where it helps
-            # the SavedModel load_embedding_model already holds (it keeps it alive)
-            self._verify_masked = self.model._loaded.signatures["verify_masked"]
+            self._verify_masked = self.model.saved_model.signatures["verify_masked"]
+
+    @property
+    def is_cascade(self):
+        """Whether the model is a cascade export (occluded faces go through ``verify_masked``)."""
+        return self._verify_masked is not None
 
     # ---------------------------------------------------------------------------------------
     def load_face(self, path):
@@ -142,7 +156,7 @@ class FaceVerifier:
             else:
                 mask = None
         return FaceInput(str(path), aligned, face.box, float(face.score), len(faces), notes,
-                         occlusion, mask)
+                         occlusion, mask, landmarks=np.asarray(face.landmarks, np.float32))
 
     def embed(self, aligned_faces):
         """L2-normalised embeddings ``(N, D)`` of aligned uint8 faces ``(N, 112, 112, 3)``."""
@@ -160,10 +174,14 @@ class FaceVerifier:
             ``score`` (cosine similarity), ``threshold``, ``same`` (bool), ``faces`` (two
             :class:`FaceInput` descriptions), ``model``.
         """
-        faces = [self.load_face(path_a), self.load_face(path_b)]
+        return self.compare_faces([self.load_face(path_a), self.load_face(path_b)])
+
+    def compare_faces(self, faces):
+        """:meth:`compare` for two already loaded :class:`FaceInput` (``load_face``)."""
         cascade = None
-        if self._verify_masked is not None and any(f.occlusion_mask is not None for f in faces):
-            score, cascade = self._compare_with_cascade(faces)
+        if self._uses_cascade(faces):
+            score = float(self._cascade_scores([faces[0]], [faces[1]])[0])
+            cascade = self._cascade_notes(faces)
         else:
             emb = self.embed(np.stack([f.aligned for f in faces]))
             score = float(np.dot(emb[0], emb[1]))
@@ -172,47 +190,64 @@ class FaceVerifier:
             "threshold": self.threshold,
             "same": score >= self.threshold,
             "faces": [_face_json(f) for f in faces],
-            "model": str(self.model_path),
+            "model": str(self.model_path), "licence": self.licence,
             "threshold_info": self.threshold_info,
         }
         if cascade is not None:
             result["cascade"] = cascade
         return result
 
-    def _compare_with_cascade(self, faces):
-        """Score through the export's ``verify_masked`` (inpaints occluded faces per policy)."""
+    def _uses_cascade(self, faces):
+        return self.is_cascade and any(f.occlusion_mask is not None for f in faces)
+
+    def _cascade_scores(self, faces_a, faces_b, batch_size=32):
+        """Cosine scores ``(N,)`` of the pairs ``(faces_a[i], faces_b[i])`` through the export's
+        ``verify_masked``, which inpaints an occluded face first where the stored policy says so.
+        """
         import tensorflow as tf
-        from occface.export import OCCLUSION_REGIONS, occlusion_region, stored_inpaint_policy
-        masks = np.zeros((2, ALIGNED_SIZE, ALIGNED_SIZE, 1), np.float32)
-        for i, face in enumerate(faces):
-            if face.occlusion_mask is not None:
-                masks[i, ..., 0] = face.occlusion_mask
-        out = self._verify_masked(faces_a=tf.constant(faces[0].aligned[None]),
-                                  faces_b=tf.constant(faces[1].aligned[None]),
-                                  masks_a=tf.constant(masks[:1]), masks_b=tf.constant(masks[1:]))
+        scores = []
+        for start in range(0, len(faces_b), batch_size):
+            a, b = faces_a[start:start + batch_size], faces_b[start:start + batch_size]
+            out = self._verify_masked(
+                faces_a=tf.constant(np.stack([f.aligned for f in a])),
+                faces_b=tf.constant(np.stack([f.aligned for f in b])),
+                masks_a=tf.constant(_masks(a)), masks_b=tf.constant(_masks(b)))
+            scores.append(out["scores"].numpy())
+        return np.concatenate(scores)
+
+    def _cascade_notes(self, faces):
+        """What the cascade did with each face: notes on the occluded ones, and
+        ``{"inpainted": [bool], "regions": [str], "policy": {region: bool}}``."""
+        import tensorflow as tf
+        from occface.serving.cascade import (OCCLUSION_REGIONS, occlusion_region,
+                                             stored_inpaint_policy)
+        masks = _masks(faces)
         policy = stored_inpaint_policy(self.metadata)
         regions = [OCCLUSION_REGIONS[int(r)] for r in occlusion_region(tf.constant(masks))]
-        inpainted = [bool(masks[i].max() > 0.5 and policy[regions[i]]) for i in range(2)]
+        inpainted = [bool(masks[i].max() > 0.5 and policy[regions[i]]) for i in range(len(faces))]
         for face, region, done in zip(faces, regions, inpainted):
             if face.occlusion_mask is not None:
                 face.notes.append(f"cascade: {region}-face occlusion, "
                                   + ("inpainted with ID-GAN before embedding" if done else
                                      "embedded directly (measured better for this region)"))
-        return float(out["scores"].numpy()[0]), {"inpainted": inpainted, "regions": regions,
-                                                 "policy": policy}
+        return {"inpainted": inpainted, "regions": regions, "policy": policy}
 
     def rank(self, probe_path, gallery_dir, top_k=5, progress=None):
         """Rank the people of a gallery folder by similarity to a probe photo.
 
         ``gallery_dir`` holds one sub-folder per person (any number of photos each) or loose
         photos (each its own entry, named by the file stem). A person's score is the best score
-        over their photos. Photos without a usable face are skipped and listed.
+        over their photos. Photos without a usable face are skipped and listed. With a cascade
+        export and an occluded probe or gallery face, every pair is scored through
+        ``verify_masked``, as :meth:`compare` does.
 
         Returns
         -------
         dict
             ``ranking``: list of ``{"identity", "score", "image", "same"}`` (best first, at most
-            ``top_k``); ``skipped``: list of ``{"path", "reason"}``; ``probe``: face description.
+            ``top_k``); ``skipped``: list of ``{"path", "reason"}``; ``probe``: face description;
+            ``cascade`` (when the cascade was used): ``{"policy", "probe_inpainted",
+            "gallery_inpainted": [image paths]}``.
         """
         from occface.data import NoFaceError
 
@@ -236,15 +271,22 @@ class FaceVerifier:
             except (ValueError, OSError) as err:  # NoFaceError is a ValueError
                 skipped.append({"path": str(path), "reason": str(err)})
             else:
-                faces.append(face.aligned)
+                faces.append(face)
                 names.append(name)
                 paths.append(str(path))
             if progress is not None:
                 progress.update(1)
         if not faces:
             raise NoFaceError(f"no usable face in any image of {gallery_dir}")
-        emb = self.embed(np.stack([probe.aligned] + faces))
-        scores = emb[1:] @ emb[0]
+        cascade = None
+        if self._uses_cascade([probe] + faces):
+            scores = self._cascade_scores([probe] * len(faces), faces)
+            done = self._cascade_notes([probe] + faces)
+            cascade = {"policy": done["policy"], "probe_inpainted": done["inpainted"][0],
+                       "gallery_inpainted": [p for p, d in zip(paths, done["inpainted"][1:]) if d]}
+        else:
+            emb = self.embed(np.stack([probe.aligned] + [f.aligned for f in faces]))
+            scores = emb[1:] @ emb[0]
         best = {}
         for name, path, score in zip(names, paths, scores):
             if name not in best or score > best[name][0]:
@@ -252,8 +294,21 @@ class FaceVerifier:
         order = sorted(best.items(), key=lambda kv: -kv[1][0])[:top_k]
         ranking = [{"identity": n, "score": s, "image": p, "same": s >= self.threshold}
                    for n, (s, p) in order]
-        return {"probe": _face_json(probe), "ranking": ranking, "skipped": skipped,
-                "threshold": self.threshold, "model": str(self.model_path)}
+        result = {"probe": _face_json(probe), "ranking": ranking, "skipped": skipped,
+                  "threshold": self.threshold, "model": str(self.model_path),
+                  "licence": self.licence}
+        if cascade is not None:
+            result["cascade"] = cascade
+        return result
+
+
+def _masks(faces):
+    """Float masks ``(N, 112, 112, 1)`` of loaded faces, zero where no occlusion was found."""
+    masks = np.zeros((len(faces), ALIGNED_SIZE, ALIGNED_SIZE, 1), np.float32)
+    for i, face in enumerate(faces):
+        if face.occlusion_mask is not None:
+            masks[i, ..., 0] = face.occlusion_mask
+    return masks
 
 
 def _face_json(face):

@@ -28,3 +28,41 @@ def test_import_tensorflow_quietly_leaves_only_the_tools_own_stderr():
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "tool: error: x\n"
     assert proc.stdout.strip().startswith("2.")
+
+
+def test_config_flags_follow_the_dataclass_fields_and_their_metadata():
+    import dataclasses
+
+    from absl import flags
+
+    from occface.cli import config_from_flags, define_config_flags
+
+    @dataclasses.dataclass
+    class Config:
+        name: str = ""
+        kind: str = dataclasses.field(default="a", metadata={"help": "The kind.",
+                                                            "choices": ("a", "b")})
+        depth: int = dataclasses.field(default=50, metadata={"choices": (18, 50)})
+        count: int = dataclasses.field(default=3, metadata={"lower_bound": 1})
+        rate: float = 0.5
+        on: bool = True
+        folds: tuple = dataclasses.field(default=(), metadata={"flag": "string"})
+        tags: tuple = ("x",)
+
+    values = flags.FlagValues()
+    define_config_flags(Config, help_texts={"rate": "The rate."}, flag_values=values)
+    assert [values[n].flag_type() for n in ("name", "kind", "depth", "count", "rate", "on",
+                                            "folds", "tags")] == [
+        "string", "string enum", "string enum", "int", "float", "bool", "string",
+        "comma separated list of strings"]
+    assert values["kind"].help == "<a|b>: The kind." and values["rate"].help == "The rate."
+    assert values["name"].help == "name" and values["name"].default is None
+    values(["prog", "--depth=18", "--folds=0-2 5", "--tags=y,z", "--noon"])
+    assert config_from_flags(Config, values) == dict(
+        name="", kind="a", depth=18, count=3, rate=0.5, on=False, folds="0-2 5",
+        tags=["y", "z"])
+    for bad in ("--kind=c", "--depth=34", "--count=0"):
+        fresh = flags.FlagValues()
+        define_config_flags(Config, flag_values=fresh)
+        with pytest.raises(flags.IllegalFlagValueError):
+            fresh(["prog", bad])

@@ -1,6 +1,7 @@
-"""SavedModel export: signatures vs the Keras model in a process without occface, versioning,
-overwrite refusal and atomicity under SIGKILL."""
+"""SavedModel export (occface.serving): signatures vs the Keras model in a process without occface,
+versioning, overwrite refusal, atomicity under SIGKILL, permissions, the occface.export shim."""
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from occface import export
+from occface import serving
 
 
 @keras.saving.register_keras_serializable(package="occface_test")
@@ -46,18 +47,18 @@ def faces():
 
 def test_embed_export_matches_keras_in_fresh_process(tmp_path, faces):
     model = _tiny_recognizer(size=32)  # aligned faces are 16 px here: resize happens in-graph
-    vdir = export.export_model(tmp_path / "m", kind="embed", recognizer=model, threshold=0.25,
-                               aligned_size=16, metadata={"note": "test"})
+    vdir = serving.export_model(tmp_path / "m", kind="embed", recognizer=model, threshold=0.25,
+                                aligned_size=16, metadata={"note": "test"})
     assert vdir == tmp_path / "m" / "1"
-    diffs = export.check_export(vdir, faces=faces, recognizer=model)
+    diffs = serving.check_export(vdir, faces=faces, recognizer=model)
     assert diffs["embed"] < 1e-4 and diffs["occface_imported"] is False
-    meta = export.read_metadata(vdir)
+    meta = serving.read_metadata(vdir)
     assert meta["threshold"] == 0.25 and meta["model_input_size"] == [32, 32]
     assert meta["occface"]["settings"] == {"note": "test"}
 
     # The same request body TF Serving's REST API takes: {"signature_name": "embed",
     # "instances": [<face as nested lists>, ...]} -> run it against the loaded SavedModel.
-    outputs, report = export.run_signatures_in_fresh_process(
+    outputs, report = serving.run_signatures_in_fresh_process(
         vdir, {"embed": {"images": np.asarray(faces.tolist(), np.uint8)}})
     emb = outputs["embed"]["embeddings"]
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
@@ -70,11 +71,11 @@ def test_embed_export_matches_keras_in_fresh_process(tmp_path, faces):
 
 def test_verify_signature_decides_at_stored_threshold(tmp_path, faces):
     model = _tiny_recognizer(size=16)
-    vdir = export.export_model(tmp_path / "m", kind="embed", recognizer=model, threshold=0.9,
-                               aligned_size=16)
+    vdir = serving.export_model(tmp_path / "m", kind="embed", recognizer=model, threshold=0.9,
+                                aligned_size=16)
     pair_b = faces.copy()
     pair_b[1] = faces[2]
-    outputs, _ = export.run_signatures_in_fresh_process(
+    outputs, _ = serving.run_signatures_in_fresh_process(
         vdir, {"verify": {"faces_a": faces, "faces_b": pair_b}})
     scores, same = outputs["verify"]["scores"], outputs["verify"]["same"]
     np.testing.assert_allclose(scores[[0, 2]], 1.0, atol=1e-5)  # identical faces
@@ -86,10 +87,10 @@ def test_inpaint_export_keeps_known_pixels(tmp_path, faces):
     gen = _tiny_generator(16)
     masks = np.zeros((3, 16, 16, 1), np.float32)
     masks[:, 4:10, 5:12] = 1
-    vdir = export.export_model(tmp_path / "g", kind="inpaint", generator=gen, aligned_size=16)
-    diffs = export.check_export(vdir, faces=faces, generator=gen, masks=masks)
+    vdir = serving.export_model(tmp_path / "g", kind="inpaint", generator=gen, aligned_size=16)
+    diffs = serving.check_export(vdir, faces=faces, generator=gen, masks=masks)
     assert diffs["inpaint"] <= 1.0
-    outputs, _ = export.run_signatures_in_fresh_process(
+    outputs, _ = serving.run_signatures_in_fresh_process(
         vdir, {"inpaint": {"images": faces, "masks": masks}})
     out = outputs["inpaint"]["inpainted"]
     known = masks[..., 0] == 0
@@ -104,11 +105,11 @@ def test_inpaint_export_resizes_a_smaller_generator(tmp_path):
     faces = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     masks = np.zeros((2, 32, 32, 1), np.float32)
     masks[:, 9:20, 7:18] = 1  # odd edges: straddles 16-px pixels
-    vdir = export.export_model(tmp_path / "g", kind="inpaint", generator=gen, aligned_size=32)
-    assert export.read_metadata(vdir)["generator_input_size"] == [16, 16]
-    diffs = export.check_export(vdir, faces=faces, generator=gen, masks=masks)
+    vdir = serving.export_model(tmp_path / "g", kind="inpaint", generator=gen, aligned_size=32)
+    assert serving.read_metadata(vdir)["generator_input_size"] == [16, 16]
+    diffs = serving.check_export(vdir, faces=faces, generator=gen, masks=masks)
     assert diffs["inpaint"] <= 1.0
-    outputs, _ = export.run_signatures_in_fresh_process(
+    outputs, _ = serving.run_signatures_in_fresh_process(
         vdir, {"inpaint": {"images": faces, "masks": masks}})
     out = outputs["inpaint"]["inpainted"]
     assert out.shape == faces.shape
@@ -130,17 +131,17 @@ def test_cascade_verify_masked_follows_the_stored_policy(tmp_path, inpaint_first
     faces = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     masks = np.zeros((3, 32, 32, 1), np.float32)
     masks[0, 10:26, 6:22] = 1  # only the first face of the b batch is occluded
-    vdir = export.export_model(tmp_path / "c", kind="cascade", recognizer=recognizer,
-                               generator=gen, threshold=0.5, inpaint_policy=inpaint_first,
-                               aligned_size=32)
-    meta = export.read_metadata(vdir)
+    vdir = serving.export_model(tmp_path / "c", kind="cascade", recognizer=recognizer,
+                                generator=gen, threshold=0.5, inpaint_policy=inpaint_first,
+                                aligned_size=32)
+    meta = serving.read_metadata(vdir)
     assert meta["inpaint_occluded_faces"] is inpaint_first
-    assert meta["inpaint_policy"] == {r: inpaint_first for r in export.OCCLUSION_REGIONS}
-    diffs = export.check_export(vdir, faces=faces, recognizer=recognizer, generator=gen,
-                                masks=masks)
+    assert meta["inpaint_policy"] == {r: inpaint_first for r in serving.OCCLUSION_REGIONS}
+    diffs = serving.check_export(vdir, faces=faces, recognizer=recognizer, generator=gen,
+                                 masks=masks)
     assert diffs["verify_masked"] <= 1e-3
     no_masks = np.zeros_like(masks)
-    outputs, _ = export.run_signatures_in_fresh_process(vdir, {
+    outputs, _ = serving.run_signatures_in_fresh_process(vdir, {
         "verify_masked": {"faces_a": faces, "faces_b": faces, "masks_a": no_masks,
                           "masks_b": masks},
         "inpaint": {"images": faces, "masks": masks},
@@ -150,35 +151,35 @@ def test_cascade_verify_masked_follows_the_stored_policy(tmp_path, inpaint_first
     emb = outputs["embed"]["embeddings"]
     if inpaint_first:  # the occluded face is embedded after inpainting
         filled = outputs["inpaint"]["inpainted"]
-        e_filled = export.make_embed_fn(recognizer, True, 32)(tf.constant(filled[:1])).numpy()
+        e_filled = serving.make_embed_fn(recognizer, True, 32)(tf.constant(filled[:1])).numpy()
         np.testing.assert_allclose(scores[0], np.sum(emb[0] * e_filled[0]), atol=1e-3)
         assert scores[0] < 1.0 - 1e-4
     else:  # embedded as given: the mask is ignored
         np.testing.assert_allclose(scores[0], 1.0, atol=1e-5)
     np.testing.assert_array_equal(outputs["verify_masked"]["same"], scores >= 0.5)
-    with pytest.raises(export.ExportError, match="inpaint_policy"):
-        export.export_model(tmp_path / "d", kind="cascade", recognizer=recognizer, generator=gen,
-                            aligned_size=32)
+    with pytest.raises(serving.ExportError, match="inpaint_policy"):
+        serving.export_model(tmp_path / "d", kind="cascade", recognizer=recognizer, generator=gen,
+                             aligned_size=32)
 
 
 def test_versions_and_overwrite_refusal(tmp_path):
     model = _tiny_recognizer(size=16)
     base = tmp_path / "m"
-    v1 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
+    v1 = serving.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
     stamp = (v1 / "saved_model.pb").stat().st_mtime_ns
-    with pytest.raises(export.ExportError, match="already exists.*overwrite"):
-        export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
+    with pytest.raises(serving.ExportError, match="already exists.*overwrite"):
+        serving.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
     assert (v1 / "saved_model.pb").stat().st_mtime_ns == stamp  # untouched
-    v2 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16)
-    assert v2.name == "2" and export.existing_versions(base) == [1, 2]
-    export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1,
-                        overwrite=True)
-    assert export.existing_versions(base) == [1, 2]
+    v2 = serving.export_model(base, kind="embed", recognizer=model, aligned_size=16)
+    assert v2.name == "2" and serving.existing_versions(base) == [1, 2]
+    serving.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1,
+                         overwrite=True)
+    assert serving.existing_versions(base) == [1, 2]
     assert not [p for p in base.iterdir() if p.name.startswith(".")]  # no leftovers
-    with pytest.raises(export.ExportError, match="positive integer"):
-        export.resolve_version(base, version=0)
-    with pytest.raises(export.ExportError, match="needs a recognizer"):
-        export.export_model(base, kind="embed")
+    with pytest.raises(serving.ExportError, match="positive integer"):
+        serving.resolve_version(base, version=0)
+    with pytest.raises(serving.ExportError, match="needs a recognizer"):
+        serving.export_model(base, kind="embed")
 
 
 def test_killed_export_leaves_no_version(tmp_path):
@@ -186,28 +187,28 @@ def test_killed_export_leaves_no_version(tmp_path):
     the earlier version is intact, and the next export succeeds."""
     base = tmp_path / "m"
     model = _tiny_recognizer(size=16)
-    export.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
+    serving.export_model(base, kind="embed", recognizer=model, aligned_size=16, version=1)
     script = textwrap.dedent(f"""
         import os, signal, keras
-        from occface import export
+        from occface.serving import export_model, layout
         def die_instead_of_rename(*args):  # the SavedModel is fully written to the temp dir now
             os.kill(os.getpid(), signal.SIGKILL)
-        export.os.rename = die_instead_of_rename
+        layout.os.rename = die_instead_of_rename
         inp = keras.Input((16, 16, 3))
         model = keras.Model(inp, keras.layers.Dense(4)(keras.layers.Flatten()(inp)))
-        export.export_model({str(base)!r}, kind="embed", recognizer=model, aligned_size=16,
-                            version=1, overwrite=True)
+        export_model({str(base)!r}, kind="embed", recognizer=model, aligned_size=16,
+                     version=1, overwrite=True)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == -9, proc.stderr[-2000:]
-    assert export.existing_versions(base) == [1]
+    assert serving.existing_versions(base) == [1]
     assert [p.name.split("-")[0] for p in base.iterdir() if p.name.startswith(".")] == [".tmp"]
     # version 1 is still the original model and loads fine
-    outputs, _ = export.run_signatures_in_fresh_process(
+    outputs, _ = serving.run_signatures_in_fresh_process(
         base / "1", {"embed": {"images": np.zeros((1, 16, 16, 3), np.uint8)}})
     assert outputs["embed"]["embeddings"].shape == (1, 8)
-    v2 = export.export_model(base, kind="embed", recognizer=model, aligned_size=16)
+    v2 = serving.export_model(base, kind="embed", recognizer=model, aligned_size=16)
     assert v2.name == "2"
     assert not [p for p in base.iterdir() if p.name.startswith(".")]  # the dead run's temp is gone
 
@@ -216,10 +217,10 @@ def test_relative_export_dir_checks_fine(tmp_path, monkeypatch, faces):
     """The self-check child runs in another directory: relative paths must still resolve."""
     monkeypatch.chdir(tmp_path)
     model = _tiny_recognizer(size=16)
-    vdir = export.export_model("rel/m", kind="embed", recognizer=model, aligned_size=16,
-                               before_publish=lambda d: export.check_export(d, faces=faces,
-                                                                            recognizer=model))
-    assert vdir == export.pathlib.Path("rel/m/1") and (tmp_path / "rel/m/1/saved_model.pb").is_file()
+    vdir = serving.export_model("rel/m", kind="embed", recognizer=model, aligned_size=16,
+                                before_publish=lambda d: serving.check_export(d, faces=faces,
+                                                                             recognizer=model))
+    assert vdir == pathlib.Path("rel/m/1") and (tmp_path / "rel/m/1/saved_model.pb").is_file()
 
 
 def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
@@ -230,10 +231,10 @@ def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
                              embedding_size=8, seed=3)
     for var in model.trainable_variables:  # move off the initialiser so a re-init would show
         var.assign(var + 0.01 * np.random.default_rng(0).standard_normal(var.shape))
-    vdir = export.export_model(tmp_path / "m", kind="embed", recognizer=model, aligned_size=16)
-    assert export.read_metadata(vdir)["recognizer_config"]["width"] == 4
+    vdir = serving.export_model(tmp_path / "m", kind="embed", recognizer=model, aligned_size=16)
+    assert serving.read_metadata(vdir)["recognizer_config"]["width"] == 4
     x = faces.astype(np.float32)
-    from occface.export_tool import load_keras_model  # tools/export.py --model <export>
+    from occface.models.io import load_keras_model  # tools/serving.py --model <export>
     for rebuilt in (recognizer_from_export(tmp_path / "m"), load_recognizer(tmp_path / "m"),
                     load_keras_model(tmp_path / "m"), load_keras_model(vdir)):
         assert isinstance(rebuilt, keras.Model)
@@ -246,11 +247,11 @@ def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
             out = tf.reduce_sum(rebuilt(xt, training=False))
         return tape.gradient(out, xt)
     assert float(tf.reduce_max(tf.abs(input_gradient(tf.constant(x))))) > 0
-    wrong = dict(export.read_metadata(vdir)["recognizer_config"], width=8)
+    wrong = dict(serving.read_metadata(vdir)["recognizer_config"], width=8)
     with pytest.raises(ValueError, match="shape"):
         recognizer_from_export(vdir, wrong)
-    plain = export.export_model(tmp_path / "p", kind="embed", recognizer=_tiny_recognizer(16),
-                                aligned_size=16)
+    plain = serving.export_model(tmp_path / "p", kind="embed", recognizer=_tiny_recognizer(16),
+                                 aligned_size=16)
     with pytest.raises(ValueError, match="recognizer_config"):
         recognizer_from_export(plain)
 
@@ -263,7 +264,7 @@ def test_occlusion_region_from_mask_rows():
     masks[2, 5:17, 3:15] = 1      # 6 of 12 rows above: other
     masks[3, 1:11, :] = 1         # 10 rows above + 1 row (4 of 20 px) below: 200/204 >= 0.8
     masks[3, 11, :4] = 1
-    regions = export.occlusion_region(tf.constant(masks)).numpy()  # masks[4] empty: other
+    regions = serving.occlusion_region(tf.constant(masks)).numpy()  # masks[4] empty: other
     np.testing.assert_array_equal(regions, [0, 1, 2, 0, 2])
 
 
@@ -274,10 +275,57 @@ def test_cascade_inpaints_only_the_regions_the_policy_names(tmp_path):
     masks[0, 4:14, 6:26] = 1   # upper face
     masks[1, 20:30, 6:26] = 1  # lower face
     policy = {"upper": False, "lower": True, "other": False}
-    prepare = export.make_masked_faces_fn(export.make_inpaint_fn(gen, 32), policy)
+    prepare = serving.make_masked_faces_fn(serving.make_inpaint_fn(gen, 32), policy)
     out = prepare(tf.constant(faces), tf.constant(masks)).numpy()
     np.testing.assert_array_equal(out[0], faces[0])  # upper: embedded as given
     assert np.any(out[1] != faces[1])                 # lower: inpainted
     np.testing.assert_array_equal(out[1][masks[1, ..., 0] == 0], faces[1][masks[1, ..., 0] == 0])
-    with pytest.raises(export.ExportError, match="missing"):
-        export.make_masked_faces_fn(export.make_inpaint_fn(gen, 32), {"upper": True})
+    with pytest.raises(serving.ExportError, match="missing"):
+        serving.make_masked_faces_fn(serving.make_inpaint_fn(gen, 32), {"upper": True})
+
+
+def test_published_version_is_readable_by_other_users(tmp_path):
+    """TF Serving often runs as another user: every directory of a version is 0755 and every
+    file 0644, whatever the exporting process's umask (mkdtemp alone would leave 0700)."""
+    old_umask = os.umask(0o077)
+    try:
+        vdir = serving.export_model(tmp_path / "m", kind="embed",
+                                    recognizer=_tiny_recognizer(size=16), aligned_size=16)
+    finally:
+        os.umask(old_umask)
+    modes = {}
+    for parent, dirs, files in os.walk(vdir):
+        for name in [""] + dirs + files:
+            path = pathlib.Path(parent) / name
+            modes[str(path.relative_to(vdir))] = path.stat().st_mode & 0o777
+    assert {"saved_model.pb", "variables", serving.METADATA_FILE} <= set(modes)
+    wrong = {p: oct(m) for p, m in modes.items()
+             if m != (0o755 if (vdir / p).is_dir() else 0o644)}
+    assert wrong == {}
+
+
+def test_export_dir_that_is_a_file_is_refused_by_name(tmp_path):
+    not_a_dir = tmp_path / "exports"
+    not_a_dir.write_text("a file")
+    model = _tiny_recognizer(size=16)
+    for bad in (not_a_dir, not_a_dir / "sub"):
+        want = (f"export directory {bad} exists and is not a directory" if bad == not_a_dir else
+                f"export directory {bad} cannot be created: {not_a_dir} is not a directory")
+        with pytest.raises(serving.ExportError) as err:
+            serving.resolve_version(bad, 1)
+        assert str(err.value) == want
+        with pytest.raises(serving.ExportError, match="is not a directory"):
+            serving.export_model(bad, kind="embed", recognizer=model, aligned_size=16)
+    assert not_a_dir.read_text() == "a file"
+
+
+def test_occface_export_is_a_shim_of_serving():
+    """``occface.export`` / ``occface.export_tool`` keep their names, as the serving objects."""
+    from occface import export, export_tool
+    from occface.models import io
+    from occface.serving import cascade, publish
+    for name in export.__all__:
+        assert getattr(export, name) is getattr(serving, name), name
+    assert export_tool.run_export is publish.run_export
+    assert export_tool.region_policy is cascade.region_policy
+    assert export_tool.load_keras_model is io.load_keras_model

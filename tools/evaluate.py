@@ -16,43 +16,51 @@ Examples::
     python tools/evaluate.py --model export/1 --protocol bin --data_dir agedb_30.bin
     python tools/evaluate.py --model model.keras --protocol ijbc --data_dir IJB_release/IJBC \\
         --occluded_list ijbc_occluded.txt --faceness
+
+    # RMFRD real masks: masked probes vs unmasked gallery (default: the shared rmfrd_subset);
+    # balanced accuracy, TAR@FAR 1e-2/1e-3, rank-1. Only --occlusion none applies.
+    python tools/evaluate.py --model model.keras --protocol rmfrd --output results/rmfrd.json
 """
 
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from occface.cli import import_tensorflow_quietly  # noqa: E402
-import_tensorflow_quietly()
+from absl import flags  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from occface import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
+PROG = "evaluate"
 flags.DEFINE_string("model", None, "A .keras file, a training model_dir, or a SavedModel dir.")
 flags.DEFINE_enum("checkpoint", "auto", ["auto", "best", "last"],
                   "For a model_dir: best/ checkpoint, last model.keras, or best when present.")
-flags.DEFINE_enum("protocol", "lfw", ["lfw", "bin", "ijbc", "megaface", "pairs"], "Protocol.")
+flags.DEFINE_enum("protocol", "lfw", ["lfw", "bin", "ijbc", "megaface", "pairs", "rmfrd"],
+                  "Protocol.")
 flags.DEFINE_string("data_dir", None,
                     "lfw: LFW root (default: shared data); bin: .bin file; ijbc: IJB release "
-                    "root; megaface: dir with probes/ and distractors/; pairs: pair list file.")
+                    "root; megaface: dir with probes/ and distractors/; pairs: pair list file; "
+                    "rmfrd: dir with labels.csv (default: shared rmfrd_subset).")
 flags.DEFINE_string("aligned_dir", None,
                     "lfw: read pre-aligned faces from this tree (LFW layout) instead of "
                     "detecting and aligning the raw images.")
 flags.DEFINE_string("pairs_file", "pairs.txt", "lfw: pairs file inside --data_dir.")
 flags.DEFINE_enum("align", "detect", ["detect", "aligned"],
-                  "pairs/megaface: detect + align the image files, or use them as aligned faces.")
+                  "pairs/megaface/rmfrd: detect + align the image files, or use them as aligned "
+                  "faces.")
 flags.DEFINE_string("occlusion", "none",
                     "Comma-separated conditions: none, block, mask, sunglasses, upper, lower, "
                     "left, right (or 'all').")
 flags.DEFINE_enum("occlude", "both", ["both", "one"],
                   "Occlude both images of each pair, or only the second (probe) image.")
 flags.DEFINE_integer("seed", 0,
-                     "Occlusion seed (each image's occlusion depends on it and its name).")
+                     "Occlusion seed (each image's occlusion depends on it and its name); "
+                     "rmfrd: seed of the balanced set's impostor draw.")
 flags.DEFINE_bool("flip", False, "Flip-test: embedding of image + embedding of mirrored image.")
-flags.DEFINE_integer("batch_size", 64, "Images per forward pass.")
+flags.DEFINE_integer("batch_size", 64, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_integer("align_size", 112, "Side of aligned faces (the model resizes if it differs).")
 flags.DEFINE_string("fars", None, "Comma-separated FAR targets (default 1e-3,1e-2,1e-1; IJB-C "
-                    "1e-6..1e-1).")
+                    "1e-6..1e-1; RMFRD 1e-2,1e-3).")
 flags.DEFINE_string("cache_dir", None, "Keep detected+aligned faces here (no re-detection).")
 flags.DEFINE_integer("max_pairs", None, "Quick runs: a stratified subset of this many pairs.")
 flags.DEFINE_enum("ijbc_target", "ijbc", ["ijbc", "ijbb"], "IJB file-name prefix.")
@@ -62,6 +70,9 @@ flags.DEFINE_string("occluded_list", None, "IJB-C: file listing the occluded ima
 flags.DEFINE_enum("occluded_mode", "images", ["images", "templates"],
                   "IJB-C occluded subset: pool only occluded images, or keep pairs touching an "
                   "occluded template.")
+flags.DEFINE_enum("rmfrd_fallback", "resize", ["resize", "center"],
+                  "rmfrd: face of a crop where YuNet finds none: resize the whole (tight) crop "
+                  "to the face size, or resize its central 60%.")
 flags.DEFINE_string("output", None, "Write the JSON report here.")
 flags.DEFINE_string("plot", None, "Write the ROC plot here (needs matplotlib).")
 flags.DEFINE_bool("progress", True, "Show progress bars on stderr.")
@@ -80,28 +91,42 @@ def _parse_fars(text):
     return fars
 
 
+def _check(argv):
+    """Flag and path mistakes found without TensorFlow (the protocol's own checks follow in
+    ``main``, still before the model loads)."""
+    del argv
+    try:
+        _parse_fars(FLAGS.fars)
+    except ValueError as err:
+        cli.fail(PROG, str(err))
+    for flag in ("data_dir", "aligned_dir", "occluded_list"):
+        if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
+            cli.fail(PROG, f"data not found: --{flag} {FLAGS[flag].value}")
+    if not os.path.exists(FLAGS.model):
+        cli.fail(PROG, f"model not found: {FLAGS.model}")
+
+
 def main(argv):
-    if len(argv) > 1:
-        print(f"evaluate: error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    from occface.evaluation import load_embedding_model
-    from occface.evaluation.runner import format_table, parse_occlusions, plot_roc, run_evaluation
+    del argv
+    from occface.models.io import load_embedding_model
+    from occface.evaluation.runner import (DEFAULT_DATA_DIRS, check_protocol_options,
+                                           format_table, parse_occlusions, plot_roc,
+                                           plot_condition_accuracy, accuracy_plot_path,
+                                           run_evaluation)
     from occface.utils import ProgressBar, run_metadata, write_json
 
     settings = {name: FLAGS[name].value for name in (
         "model", "checkpoint", "protocol", "data_dir", "aligned_dir", "pairs_file", "align",
         "occlusion", "occlude", "seed", "flip", "batch_size", "align_size", "fars", "cache_dir",
-        "max_pairs", "ijbc_target", "faceness", "occluded_list", "occluded_mode")}
+        "max_pairs", "ijbc_target", "faceness", "occluded_list", "occluded_mode",
+        "rmfrd_fallback")}
     try:
         occlusions = parse_occlusions(FLAGS.occlusion)
         fars = _parse_fars(FLAGS.fars)
-        if FLAGS.batch_size < 1:
-            raise ValueError("--batch_size must be positive")
-        if FLAGS.protocol != "lfw" and not FLAGS.data_dir:  # cheap checks before TF loads
+        # Cheap checks before the model loads.
+        check_protocol_options(FLAGS.protocol, occlusions, FLAGS.max_pairs)
+        if FLAGS.protocol not in DEFAULT_DATA_DIRS and not FLAGS.data_dir:
             raise ValueError(f"--data_dir is required for protocol {FLAGS.protocol!r}")
-        for flag in ("data_dir", "aligned_dir", "occluded_list"):
-            if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
-                raise FileNotFoundError(f"data not found: --{flag} {FLAGS[flag].value}")
         model = load_embedding_model(FLAGS.model, checkpoint=FLAGS.checkpoint)
         factory = (lambda total, desc: ProgressBar(total=total, desc=desc, unit="img")) \
             if FLAGS.progress else None
@@ -109,10 +134,10 @@ def main(argv):
             model, FLAGS.protocol, FLAGS.data_dir, occlusions, FLAGS.occlude, FLAGS.seed,
             FLAGS.flip, FLAGS.batch_size, FLAGS.align, FLAGS.aligned_dir, FLAGS.pairs_file,
             FLAGS.align_size, FLAGS.cache_dir, fars, FLAGS.ijbc_target, FLAGS.faceness,
-            FLAGS.occluded_list, FLAGS.occluded_mode, FLAGS.max_pairs, factory)
+            FLAGS.occluded_list, FLAGS.occluded_mode, FLAGS.max_pairs, factory,
+            rmfrd_fallback=FLAGS.rmfrd_fallback)
     except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        return 1
+        cli.fail(PROG, str(e))
     print(format_table(report))
     if FLAGS.plot:
         try:
@@ -122,15 +147,21 @@ def main(argv):
                   file=sys.stderr)
         except ValueError as e:
             print(f"evaluate: skipping --plot: {e}", file=sys.stderr)
+        try:  # per-condition accuracy bars beside the ROC plot (roc.png -> roc_accuracy.png)
+            bars = plot_condition_accuracy(report, accuracy_plot_path(FLAGS.plot))
+            print(f"accuracy plot: {bars['path']}")
+        except ImportError:
+            pass  # said above
+        except ValueError as e:
+            print(f"evaluate: skipping the accuracy plot: {e}", file=sys.stderr)
     if FLAGS.output:
         try:
             write_json(FLAGS.output, {**run_metadata(settings), "report": report})
         except OSError as e:
-            print(f"evaluate: error: cannot write {FLAGS.output}: {e}", file=sys.stderr)
-            return 1
+            cli.fail(PROG, f"cannot write {FLAGS.output}: {e}")
         print(f"results: {FLAGS.output}")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, PROG, checks=_check)

@@ -10,16 +10,17 @@ verification threshold on LFW pairs unless ``--threshold`` is given, then reload
 fresh process without occface and compares every signature with the Keras model on real faces.
 """
 
-import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from occface.cli import import_tensorflow_quietly  # noqa: E402
-import_tensorflow_quietly()
+from absl import flags  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from occface import cli  # noqa: E402
+from occface.utils import json_text  # noqa: E402
+
+PROG = "export"
 
 flags.DEFINE_string("model", None, "Recognizer (.keras or training model_dir) for embed/cascade; "
                     "the generator .keras for --kind inpaint.")
@@ -28,7 +29,8 @@ flags.DEFINE_string("export_dir", None, "Base path; the model goes to export_dir
 flags.DEFINE_integer("version", 1, "Version sub-directory to write.", lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_string("generator", None, "ID-GAN generator .keras (cascade only).")
-flags.DEFINE_float("threshold", None, "Decision threshold (cosine); default: calibrated on LFW.")
+flags.DEFINE_float("threshold", None, "Decision threshold (cosine, in [-1, 1]); default: "
+                   "calibrated on LFW.", lower_bound=-1.0, upper_bound=1.0)
 flags.DEFINE_string("data_dir", None, "LFW root for calibration (default $OCCFACE_DATA/lfw).")
 flags.DEFINE_string("aligned_dir", None, "Pre-aligned LFW tree (from tools/prepare_dataset.py) "
                     "to skip detection during calibration.")
@@ -40,50 +42,51 @@ flags.DEFINE_string("cascade_evidence", None, "JSON with measured occluded-pair 
                     "('direct' vs 'inpainted' per occlusion kind) deciding the cascade policy.")
 flags.DEFINE_string("check_images", None, "Folder of face photos for the self-check (default: "
                     "saved_models/samples).")
+flags.DEFINE_string("licence", None, "Licence of the weights, stored in the export metadata (e.g. "
+                    "for weights derived from insightface's: non-commercial research only).")
 FLAGS = flags.FLAGS
 
 
 def _fail(message):
-    print(f"export: error: {message}", file=sys.stderr)
-    return 2
+    cli.fail(PROG, message, code=cli.USAGE_ERROR)
 
 
-def _folds(values):
-    if values is None:
-        return None
+def _check(argv):
+    """Flag and path mistakes, before TensorFlow is imported."""
+    del argv
+    if not FLAGS.model or not FLAGS.export_dir:
+        _fail("--model and --export_dir are required")
+    for flag in ("model", "generator", "cascade_evidence", "check_images"):
+        if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
+            _fail(f"--{flag} not found: {FLAGS[flag].value}")
     try:
-        folds = [int(v) - 1 for v in values]
-    except ValueError:
-        raise ValueError(f"--calibration_folds must be numbers 1-10, got {values}") from None
-    if not folds or any(not 0 <= f < 10 for f in folds):
-        raise ValueError(f"--calibration_folds must be numbers 1-10, got {values}")
-    return folds
+        cli.calibration_folds(FLAGS.calibration_folds)
+    except ValueError as err:
+        _fail(str(err))
 
 
 def main(argv):
-    if len(argv) > 1:
-        return _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.model or not FLAGS.export_dir:
-        return _fail("--model and --export_dir are required")
-    from occface import export_tool
+    del argv
+    from occface.serving.publish import run_export
     from occface.utils import ProgressBar
 
     try:
-        folds = _folds(FLAGS.calibration_folds)
-        report = export_tool.run_export(
+        folds = cli.calibration_folds(FLAGS.calibration_folds)
+        report = run_export(
             model=FLAGS.model, kind=FLAGS.kind, export_dir=FLAGS.export_dir,
             version=FLAGS.version, overwrite=FLAGS.overwrite, generator=FLAGS.generator,
             threshold=FLAGS.threshold, data_dir=FLAGS.data_dir, aligned_dir=FLAGS.aligned_dir,
             calibration_pairs=FLAGS.calibration_pairs,
             calibration_folds=folds, flip_test=FLAGS.flip_test,
             cascade_evidence=FLAGS.cascade_evidence, check_images=FLAGS.check_images,
+            extra_metadata={"licence": FLAGS.licence} if FLAGS.licence else None,
             log=lambda msg: print(msg, file=sys.stderr),
             progress_factory=lambda total, desc: ProgressBar(total, desc, unit="face"))
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        return _fail(str(err))
-    print(json.dumps(report, indent=2))
+    except (OSError, ValueError, RuntimeError) as err:  # OSError: e.g. no permission to write
+        _fail(str(err))
+    print(json_text(report))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, PROG, checks=_check)

@@ -17,7 +17,13 @@ Pairs benchmark
     strips).
 
 Methods: ``OCC`` (unfilled), ``Telea``, ``NS`` (``--classical``) and every
-``--generators=name=path`` (a ``generator.keras`` or an ID-GAN ``model_dir``).
+``--generators=name=path``: a ``generator.keras``, an ID-GAN ``model_dir``, or an ``inpaint`` /
+``cascade`` SavedModel export (``tools/export.py``; e.g. the shipped
+``saved_models/idgan_wid_lfw64``), run through its ``inpaint`` signature on faces of the export's
+aligned size (112; other ``--size`` faces are resized to it and back, known pixels kept).
+
+JSON files are strict JSON: a non-finite number (the PSNR of a face identical to its ground
+truth is infinite) is written as ``null`` (:func:`occface.utils.json_text`).
 
 Examples::
 
@@ -33,22 +39,23 @@ import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from occface.cli import import_tensorflow_quietly  # noqa: E402
-import_tensorflow_quietly()
+from absl import flags, logging as absl_logging  # noqa: E402
 
-from absl import app, flags, logging as absl_logging  # noqa: E402
+from occface import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 PROG = "inpaint"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 OCCLUSIONS = ("block", "mask", "sunglasses", "upper", "lower", "left", "right")
 
-flags.DEFINE_list("generators", [], "name=path of ID-GAN generators (generator.keras or a training "
-                  "model_dir), e.g. wID=runs/idgan_wid; a bare path is named 'ID-GAN'.")
+flags.DEFINE_list("generators", [], "name=path of ID-GAN generators (generator.keras, a training "
+                  "model_dir, or an inpaint/cascade SavedModel export such as "
+                  "saved_models/idgan_wid_lfw64), e.g. wID=runs/idgan_wid; a bare path is named "
+                  "'ID-GAN'.")
 flags.DEFINE_list("classical", ["telea", "ns"], "Classical baselines (telea, ns); empty = none.")
 flags.DEFINE_bool("occ", True, "Include the unfilled occluded face (OCC).")
-flags.DEFINE_integer("size", 0, "Face side; 0 = the first generator's input size (128 without "
-                     "generators).", lower_bound=0)
+flags.DEFINE_integer("size", 0, "Face side; 0 = the first generator's input size (an export's "
+                     "aligned size, 112; 128 without generators).", lower_bound=0)
 flags.DEFINE_string("output_dir", None, "Where the PNGs and metrics go.")
 flags.DEFINE_integer("seed", 0, "Synthetic occlusion seed.")
 flags.DEFINE_enum("occlusion", "block", OCCLUSIONS, "Synthetic occlusion kind.")
@@ -74,18 +81,7 @@ flags.DEFINE_integer("batch_size", 64, "Faces per batch.", lower_bound=1)
 
 
 def _fail(message, code=1):
-    from occface.cli import fail
-    fail(PROG, message, code)
-
-
-def _parse_flags(argv):
-    from occface.cli import parse_flags
-    return parse_flags(PROG, FLAGS, argv)
-
-
-def _folds(text):
-    from occface.cli import parse_int_ranges
-    return parse_int_ranges(text)
+    cli.fail(PROG, message, code)
 
 
 def _generator_specs():
@@ -132,6 +128,54 @@ def _mask_files(images):
     return masks
 
 
+def _generator_method(path):
+    """``(fn(images uint8, masks) -> uint8, face side)`` of a generator at ``path``.
+
+    A ``.keras`` generator (or ID-GAN ``model_dir``) runs through
+    :func:`occface.inpainting.evaluate.generator_inpaint_fn` at any side (its input size is the
+    side); a SavedModel export through its ``inpaint`` signature, which takes faces of the
+    export's ``aligned_size``: faces of another side are resized to it (area; a pixel is hole
+    when any part of it is) and the filled faces back (bilinear), the known pixels kept exactly.
+    """
+    from occface.models.io import load_generator, resolve_model_path
+    where = resolve_model_path(path, filename="generator.keras")
+    if where.format == "keras":
+        from occface.inpainting.evaluate import generator_inpaint_fn
+        generator = load_generator(path)
+        return generator_inpaint_fn(generator), int(generator.input_shape[0][1])
+    import cv2
+    import numpy as np
+    import tensorflow as tf
+    meta = where.metadata
+    if "inpaint" not in meta.get("signatures", {}):
+        raise ValueError(f"{where.path} is a SavedModel without an inpaint signature (kind "
+                         f"{meta.get('kind', 'unknown')!r}); export one with tools/export.py "
+                         "--kind inpaint")
+    signature = tf.saved_model.load(str(where.path)).signatures["inpaint"]
+    side = int(meta.get("aligned_size", 112))
+
+    def resize(batch, size, interpolation):
+        out = [cv2.resize(x, (size, size), interpolation=interpolation) for x in batch]
+        return np.stack(out).reshape(len(batch), size, size, -1)
+
+    def fn(images, masks):
+        images = np.asarray(images, np.uint8)
+        holes = (np.asarray(masks) > 0).astype(np.float32).reshape(images.shape[:3] + (1,))
+        own = images.shape[1]
+        x, m = images, holes
+        if own != side:
+            x = resize(images, side, cv2.INTER_AREA)
+            m = (resize(holes, side, cv2.INTER_AREA) > 0).astype(np.float32)
+        parts = [signature(images=tf.constant(x[i:i + FLAGS.batch_size]),
+                           masks=tf.constant(m[i:i + FLAGS.batch_size]))["inpainted"].numpy()
+                 for i in range(0, len(x), FLAGS.batch_size)]
+        out = np.concatenate(parts) if parts else x.copy()
+        if own != side:
+            out = resize(out, own, cv2.INTER_LINEAR)
+        return np.where(holes > 0, out, images).astype(np.uint8)
+    return fn, side
+
+
 def _write_png(path, rgb):
     import cv2
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,17 +218,10 @@ def _pairs_mode(methods, size, out_dir):
     from occface.evaluation.protocols import FaceSource, lfw_pair_set
     from occface.inpainting.evaluate import evaluate_inpainting_pairs, format_inpainting_table
     from occface.utils import run_metadata, write_atomic, write_json
-    pairs_file = pathlib.Path(FLAGS.pairs)
-    if not pairs_file.is_file():
-        _fail(f"--pairs file not found: {pairs_file}")
-    if not FLAGS.aligned_dir or not os.path.isdir(FLAGS.aligned_dir):
-        _fail(f"--aligned_dir not found: {FLAGS.aligned_dir or '(empty)'}")
+    pairs_file = pathlib.Path(FLAGS.pairs)  # it and --aligned_dir exist: _check
     pairs = lfw_pair_set(pairs_file.parent, pairs_file.name, image_root=FLAGS.aligned_dir)
     if FLAGS.pairs_folds:
-        try:
-            folds = _folds(FLAGS.pairs_folds)
-        except ValueError:
-            _fail(f"bad --pairs_folds: {FLAGS.pairs_folds}", code=2)
+        folds = cli.parse_int_ranges(FLAGS.pairs_folds)
         from occface.evaluation.protocols import PairSet
         import numpy as np
         keep = np.isin(pairs.folds, folds)
@@ -199,7 +236,7 @@ def _pairs_mode(methods, size, out_dir):
         _fail(f"{len(missing)} pair images missing from --aligned_dir, e.g. {missing[0]}")
     recognizer = None
     if FLAGS.recognizer:
-        from occface.evaluation import load_embedding_model
+        from occface.models.io import load_embedding_model
         recognizer = load_embedding_model(FLAGS.recognizer)
     source = FaceSource("aligned", size=size)
     report = evaluate_inpainting_pairs(pairs, source, methods, recognizer=recognizer,
@@ -216,29 +253,39 @@ def _pairs_mode(methods, size, out_dir):
     print(table)
 
 
-def main(argv):
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+def _check(argv):
+    """Flag and path mistakes, before TensorFlow is imported."""
+    del argv
     if not FLAGS.output_dir:
         _fail("--output_dir is required")
     if bool(FLAGS.pairs) == bool(FLAGS.images):
         _fail("give either --images (side-by-side PNGs) or --pairs (benchmark)")
-    specs = _generator_specs()
-    # Plain path mistakes fail before TensorFlow is imported.
+    _generator_specs()
     if FLAGS.pairs:
         if not os.path.isfile(FLAGS.pairs):
             _fail(f"--pairs file not found: {FLAGS.pairs}")
         if not FLAGS.aligned_dir or not os.path.isdir(FLAGS.aligned_dir):
             _fail(f"--aligned_dir not found: {FLAGS.aligned_dir or '(empty)'}")
+        try:
+            cli.parse_int_ranges(FLAGS.pairs_folds)
+        except ValueError:
+            _fail(f"bad --pairs_folds: {FLAGS.pairs_folds}", code=cli.USAGE_ERROR)
+        if FLAGS.recognizer and not os.path.exists(FLAGS.recognizer):
+            _fail(f"--recognizer not found: {FLAGS.recognizer}")
     else:
         _mask_files(_image_files())
+
+
+def main(argv):
+    del argv
+    specs = _generator_specs()
     absl_logging.set_verbosity(absl_logging.WARNING)
-    from occface.inpainting.evaluate import inpainting_methods, load_generator
+    from occface.inpainting.evaluate import inpainting_methods
     try:
-        generators = {name: load_generator(path) for name, path in specs.items()}
-        size = FLAGS.size or (int(next(iter(generators.values())).input_shape[0][1])
-                              if generators else 128)
-        methods = inpainting_methods(generators, classical=FLAGS.classical, include_occ=FLAGS.occ)
+        generators = {name: _generator_method(path) for name, path in specs.items()}
+        size = FLAGS.size or (next(iter(generators.values()))[1] if generators else 128)
+        methods = inpainting_methods({}, classical=FLAGS.classical, include_occ=FLAGS.occ)
+        methods.update({name: fn for name, (fn, _) in generators.items()})
         if not methods:
             _fail("no method selected (--generators, --classical, --occ)")
         out_dir = pathlib.Path(FLAGS.output_dir)
@@ -251,4 +298,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    cli.run(main, PROG, checks=_check)

@@ -11,20 +11,20 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from occface.cli import import_tensorflow_quietly  # noqa: E402
-import_tensorflow_quietly()
+from absl import flags  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from occface import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
+PROG = "prepare_dataset"
 flags.DEFINE_string("input_dir", None, "Raw dataset: <input_dir>/<identity>/<images>.")
 flags.DEFINE_string("output", None, "Output directory (created; re-use it to resume).")
-flags.DEFINE_string("size", "112", "Output side in pixels, or HxW (e.g. 112x96).")
+flags.DEFINE_string("size", "112", "Output side in pixels, or HxW (e.g. 112x96); positive.")
 flags.DEFINE_enum("format", "images", ["images", "tfrecord"], "Output format.")
-flags.DEFINE_integer("workers", 2, "Worker processes.")
-flags.DEFINE_integer("shard_size", 1000, "Images per TFRecord shard.")
+flags.DEFINE_integer("workers", 2, "Worker processes.", lower_bound=1)
+flags.DEFINE_integer("shard_size", 1000, "Images per TFRecord shard.", lower_bound=1)
 flags.DEFINE_enum("image_format", "jpg", ["jpg", "png"], "Encoding of the aligned images.")
-flags.DEFINE_integer("quality", 95, "JPEG quality.")
+flags.DEFINE_integer("quality", 95, "JPEG quality.", lower_bound=0, upper_bound=100)
 flags.DEFINE_enum("no_face", "center", ["center", "skip"],
                   "Images without a detected face: write a centre crop, or leave them out.")
 flags.DEFINE_float("score_threshold", 0.6, "Face detector score threshold.")
@@ -34,16 +34,28 @@ flags.mark_flags_as_required(["input_dir", "output"])
 
 
 def _parse_size(text):
+    """``"112"`` -> 112, ``"112x96"`` -> (112, 96); ``ValueError`` naming ``--size`` otherwise."""
     parts = text.lower().split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
         raise ValueError(f"--size must be an integer or HxW, got {text!r}") from None
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 2:
-        return tuple(values)
-    raise ValueError(f"--size must be an integer or HxW, got {text!r}")
+    if len(values) not in (1, 2):
+        raise ValueError(f"--size must be an integer or HxW, got {text!r}")
+    if min(values) < 1:
+        raise ValueError(f"--size must be positive, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _check(argv):
+    """Flag and path mistakes, before TensorFlow is imported."""
+    del argv
+    try:
+        _parse_size(FLAGS.size)
+    except ValueError as err:
+        cli.fail(PROG, str(err))
+    if not os.path.isdir(FLAGS.input_dir):
+        cli.fail(PROG, f"input directory not found: {FLAGS.input_dir}")
 
 
 def main(argv):
@@ -66,8 +78,7 @@ def main(argv):
             score_threshold=FLAGS.score_threshold, pick=FLAGS.pick,
             progress=lambda n: bars[0].update(n), on_start=on_start)
     except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"prepare_dataset: error: {e}", file=sys.stderr)
-        return 1
+        cli.fail(PROG, str(e))
     finally:
         if bars:
             bars[0].close()
@@ -82,4 +93,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    cli.run(main, PROG, checks=_check)

@@ -20,15 +20,17 @@ Examples::
     python tools/train_idgan.py --flagfile=my_idgan.cfg --model_dir=runs/idgan_128
 """
 
-import dataclasses
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from occface.cli import import_tensorflow_quietly  # noqa: E402
-import_tensorflow_quietly()
+from absl import flags, logging as absl_logging  # noqa: E402
 
-from absl import app, flags, logging as absl_logging  # noqa: E402
+from occface import cli  # noqa: E402
+
+# The flags are generated from IDGANConfig, whose package (occface.inpainting) imports
+# TensorFlow: unlike the other tools, this one imports it before parsing its flags.
+cli.import_tensorflow_quietly()
 
 FLAGS = flags.FLAGS
 PROG = "train_idgan"
@@ -109,20 +111,7 @@ HELP = {
 
 def _define_flags():
     from occface.inpainting.trainer import IDGANConfig
-    defaults = IDGANConfig()
-    for field in dataclasses.fields(IDGANConfig):
-        name, value = field.name, getattr(defaults, field.name)
-        text = HELP.get(name, name)
-        if isinstance(value, bool):
-            flags.DEFINE_bool(name, value, text)
-        elif isinstance(value, int):
-            flags.DEFINE_integer(name, value, text)
-        elif isinstance(value, float):
-            flags.DEFINE_float(name, value, text)
-        elif isinstance(value, tuple):
-            flags.DEFINE_list(name, [str(v) for v in value], text)
-        else:
-            flags.DEFINE_string(name, value or None, text)
+    cli.define_config_flags(IDGANConfig, help_texts=HELP)
     flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many logical devices "
                          "(lets --strategy=mirrored run replicas on a CPU-only machine); 0 = leave "
                          "as is.", lower_bound=0)
@@ -133,39 +122,24 @@ _define_flags()
 
 
 def _fail(message, code=1):
-    from occface.cli import fail
-    fail(PROG, message, code)
-
-
-def _parse_flags(argv):
-    from occface.cli import parse_flags
-    return parse_flags(PROG, FLAGS, argv)
-
-
-def _folds(text):
-    """``"0-6"`` / ``"0,1,2"`` / ``["0-6"]`` -> ``[0, ..., 6]``."""
-    from occface.cli import parse_int_ranges
-    return parse_int_ranges(text)
+    cli.fail(PROG, message, code)
 
 
 def _config_dict():
     from occface.inpainting.trainer import IDGANConfig
-    cfg = {}
-    for field in dataclasses.fields(IDGANConfig):
-        value = FLAGS[field.name].value
-        if isinstance(field.default, str):
-            value = value or ""
-        cfg[field.name] = value
+    cfg = cli.config_from_flags(IDGANConfig)
     try:
-        cfg["train_folds"] = _folds(cfg["train_folds"])
+        cfg["train_folds"] = cli.parse_int_ranges(cfg["train_folds"])
         cfg["dilation_rates"] = [int(v) for v in cfg["dilation_rates"]]
     except ValueError as err:
         _fail(f"bad integer list: {err}", code=2)
     return cfg
 
 
-def _cheap_checks(cfg):
-    """Checks that need no TensorFlow, so plain mistakes fail fast."""
+def _check(argv):
+    """Flag and path mistakes, before any model or data is built."""
+    del argv
+    cfg = _config_dict()
     if not cfg["model_dir"]:
         _fail("--model_dir is required")
     if not cfg["data_dir"]:
@@ -233,10 +207,8 @@ def _route_library_logs(progress):
 
 
 def main(argv):
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    del argv
     cfg = _config_dict()
-    _cheap_checks(cfg)
     if FLAGS.num_cpu_devices:
         import tensorflow as tf
         cpus = tf.config.list_physical_devices("CPU")
@@ -271,4 +243,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    cli.run(main, PROG, checks=_check)

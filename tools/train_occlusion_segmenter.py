@@ -13,10 +13,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from occface.cli import import_tensorflow_quietly  # noqa: E402
-import_tensorflow_quietly()
+import pathlib  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from occface import cli  # noqa: E402
+from occface.paths import data_root  # noqa: E402
+
+PROG = "train_occlusion_segmenter"
 
 flags.DEFINE_string("data_dir", None, "Aligned face tree (identity per folder).")
 flags.DEFINE_string("lfw_root", None, "LFW root with pairs.txt to pick training-fold identities "
@@ -31,25 +35,34 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f"train_occlusion_segmenter: error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    import pathlib
+def _output():
+    return pathlib.Path(FLAGS.output or "occface/assets/occlusion_segmenter/segmenter.keras")
+
+
+def _check(argv):
+    """Flag and path mistakes, before TensorFlow is imported."""
+    del argv
     if not FLAGS.data_dir or not pathlib.Path(FLAGS.data_dir).is_dir():
-        print(f"train_occlusion_segmenter: error: --data_dir {FLAGS.data_dir!r} is not a folder",
-              file=sys.stderr)
-        return 2
-    out = pathlib.Path(FLAGS.output or "occface/assets/occlusion_segmenter/segmenter.keras")
-    if out.exists() and not FLAGS.overwrite:
-        print(f"train_occlusion_segmenter: error: {out} exists; pass --overwrite",
-              file=sys.stderr)
-        return 2
+        cli.fail(PROG, f"--data_dir {FLAGS.data_dir!r} is not a folder", code=cli.USAGE_ERROR)
+    if FLAGS.image_size % 8:
+        cli.fail(PROG, f"--image_size must be divisible by 8, got {FLAGS.image_size}",
+                 code=cli.USAGE_ERROR)
+    if _output().exists() and not FLAGS.overwrite:
+        cli.fail(PROG, f"{_output()} exists; pass --overwrite", code=cli.USAGE_ERROR)
+    if FLAGS.lfw_root is None and data_root(required=False) is None:
+        cli.fail(PROG, "--lfw_root not given and no shared data found (set OCCFACE_DATA, or "
+                 "--lfw_root= to use every identity)", code=cli.USAGE_ERROR)
+    if FLAGS.lfw_root and not (pathlib.Path(FLAGS.lfw_root) / "pairs.txt").is_file():
+        cli.fail(PROG, f"--lfw_root has no pairs.txt: {FLAGS.lfw_root}", code=cli.USAGE_ERROR)
+
+
+def main(argv):
+    del argv
+    out = _output()
     import keras
 
     from occface.data import lfw_training_identities
     from occface.occlusion_estimate import train_occlusion_segmenter
-    from occface.paths import data_root
     from occface.utils import ProgressBar, run_metadata, write_json
 
     identities = None
@@ -84,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, PROG, checks=_check)

@@ -17,8 +17,6 @@ TensorFlow-based names (datasets, pipelines) are imported on first use, so impor
 ``occface.data`` for detection alone stays light.
 """
 
-import importlib
-
 from occface.data.detection import Face, FaceDetector, NoFaceError, default_detector, order_faces
 from occface.data.alignment import (ARCFACE_TEMPLATE_112, align_face, center_crop,
                                     detect_and_align, load_aligned_face, read_image,
@@ -51,11 +49,31 @@ _LAZY = {
 }
 
 
+def _submodule(module):
+    """The submodule ``occface.data.<module>`` of :data:`_LAZY`, imported on first use (static
+    imports, so that the package's import graph stays readable)."""
+    if module == "occlusion":
+        from occface.data import occlusion as found
+    elif module == "verification":
+        from occface.data import verification as found
+    elif module == "recordio":
+        from occface.data import recordio as found
+    elif module == "tfrecord":
+        from occface.data import tfrecord as found
+    elif module == "prepare":
+        from occface.data import prepare as found
+    elif module == "pipeline":
+        from occface.data import pipeline as found
+    else:
+        raise AssertionError(f"_LAZY names an unknown submodule {module!r}")
+    return found
+
+
 def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'occface.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"occface.data.{module}"), name)
+    value = getattr(_submodule(module), name)
     globals()[name] = value
     return value
 

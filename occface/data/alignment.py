@@ -22,7 +22,9 @@ ARCFACE_TEMPLATE_112 = np.array([
 ], dtype=np.float32)
 
 
-def _size_hw(size):
+def size_hw(size):
+    """``(height, width)`` of an int side or a ``(height, width)`` pair; ``ValueError`` if not
+    positive."""
     if isinstance(size, (tuple, list)):
         if len(size) != 2:
             raise ValueError(f"size must be an int or (height, width), got {size!r}")
@@ -49,7 +51,7 @@ def template_landmarks(size=112):
     np.ndarray, float32, shape (5, 2)
         ``(x, y)`` pixel coordinates in the output crop.
     """
-    h, w = _size_hw(size)
+    h, w = size_hw(size)
     s = h / 112.0
     out = ARCFACE_TEMPLATE_112 * s
     out[:, 0] += (w - 112.0 * s) / 2.0
@@ -128,7 +130,7 @@ def align_face(image, landmarks, size=112, return_matrix=False, border_value=0):
     landmarks = np.asarray(landmarks, np.float32)
     if landmarks.shape != (5, 2):
         raise ValueError(f"landmarks must have shape (5, 2), got {landmarks.shape}")
-    h, w = _size_hw(size)
+    h, w = size_hw(size)
     matrix = similarity_transform(landmarks, template_landmarks((h, w)))
     channels = image.shape[2] if image.ndim == 3 else 1
     out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
@@ -167,7 +169,7 @@ def center_crop(image, size=112, fraction=0.6):
 
     For 250x250 LFW images ``fraction=0.6`` is the central 150 px, where the face sits.
     """
-    h, w = _size_hw(size)
+    h, w = size_hw(size)
     ih, iw = image.shape[:2]
     side = max(1, int(round(min(ih, iw) * fraction)))
     y0, x0 = (ih - side) // 2, (iw - side) // 2

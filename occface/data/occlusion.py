@@ -318,12 +318,12 @@ class OcclusionTF:
 
     def __init__(self, kinds, image_size=112, prob=1.0, landmarks=None, **options):
         import tensorflow as tf
-        from occface.data.alignment import _size_hw, template_landmarks
+        from occface.data.alignment import size_hw, template_landmarks
         self.kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
         for k in self.kinds:
             if k not in KINDS:
                 raise ValueError(f"unknown occlusion kind {k!r}; expected one of {KINDS}")
-        self.h, self.w = _size_hw(image_size)
+        self.h, self.w = size_hw(image_size)
         self.prob = float(prob)
         lm = template_landmarks((self.h, self.w)) if landmarks is None else np.asarray(landmarks)
         options = dict(options)

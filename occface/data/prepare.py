@@ -221,6 +221,8 @@ def prepare_dataset(input_dir, output, size=112, format="images", workers=2, sha
     if output == input_dir or input_dir in output.parents:
         raise ValueError(f"output {output} must not be inside the input directory {input_dir}")
     size_hw = list(size) if isinstance(size, (tuple, list)) else [int(size), int(size)]
+    if len(size_hw) != 2 or min(size_hw) < 1:
+        raise ValueError(f"size must be a positive side or (height, width), got {size!r}")
     classes, items = list_identity_tree(input_dir)
     names = _output_names(items, image_format)
     per_chunk = shard_size if format == "tfrecord" else chunk_size

@@ -14,6 +14,8 @@ IJB-C 1:1 (:mod:`~occface.evaluation.ijbc`)
     template pooling, 15.6 M-pair scoring, TAR@FAR 1e-6..1e-1, occluded subset.
 Identification (:mod:`~occface.evaluation.identification`)
     MegaFace rank-1 with chunked distractors.
+RMFRD (:mod:`~occface.evaluation.rmfrd`)
+    real masked probes vs unmasked gallery: balanced accuracy, TAR@FAR, rank-1.
 """
 
 from occface.evaluation.embedding import (EmbeddingModel, as_embedding_model, embed_images,
@@ -31,4 +33,5 @@ from occface.evaluation.occlusion import OCCLUSION_KINDS, image_rng, occlude_fac
 from occface.evaluation.protocols import (LFW_FARS, EmbeddingCache, FaceSource, PairSet,
                                           bin_pair_set, evaluate_pairs, lfw_pair_set, list_images,
                                           read_pair_list)
+from occface.evaluation.rmfrd import evaluate_rmfrd, evaluate_rmfrd_features, read_rmfrd
 from occface.evaluation.scoring import score_index_pairs

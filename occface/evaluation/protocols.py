@@ -158,9 +158,16 @@ class FaceSource:
     cache_dir : str or path, optional
         With ``mode="detect"``, :meth:`preload` stores the aligned faces of a key list in an
         ``.npz`` there and re-reads it next time (no re-detection across runs).
+    fallback : callable, optional
+        With ``mode="detect"``: the face of an image in which no face is found,
+        ``fallback(image_bgr (H, W, 3) uint8, size) -> (face (size, size, 3) uint8, landmarks
+        (5, 2))`` (channel order kept). Default: the centre crop of
+        :func:`occface.data.load_aligned_face`. Its ``name`` attribute (else ``__name__``) is part
+        of the on-disk cache key.
     """
 
-    def __init__(self, mode="detect", size=112, images=None, detector=None, cache_dir=None):
+    def __init__(self, mode="detect", size=112, images=None, detector=None, cache_dir=None,
+                 fallback=None):
         if mode not in ("detect", "aligned", "array"):
             raise ValueError(f"mode must be 'detect', 'aligned' or 'array', got {mode!r}")
         if mode == "array" and images is None:
@@ -170,6 +177,7 @@ class FaceSource:
         self.images = images
         self.detector = detector
         self.cache_dir = pathlib.Path(cache_dir) if cache_dir else None
+        self.fallback = fallback
         self._faces = {}
         self.stats = {"loaded": 0, "not_found": 0}
 
@@ -189,9 +197,19 @@ class FaceSource:
                 interp = cv2.INTER_AREA if img.shape[0] > self.size else cv2.INTER_LINEAR
                 img = cv2.resize(img, (self.size, self.size), interpolation=interp)
             return img, self._landmarks(img.shape), True
-        from occface.data import load_aligned_face
-        img, lmk, found = load_aligned_face(key, size=self.size, detector=self.detector)
-        return img, np.asarray(lmk, np.float32), bool(found)
+        if self.fallback is None:
+            from occface.data import load_aligned_face
+            img, lmk, found = load_aligned_face(key, size=self.size, detector=self.detector)
+            return img, np.asarray(lmk, np.float32), bool(found)
+        import cv2
+        from occface.data import NoFaceError, detect_and_align, read_image
+        bgr = read_image(key)
+        try:
+            img, lmk, found = detect_and_align(bgr, self.size, self.detector, fallback=None,
+                                               name=str(key))
+        except NoFaceError:
+            (img, lmk), found = self.fallback(bgr, self.size), False
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), np.asarray(lmk, np.float32), bool(found)
 
     def get(self, key):
         """``(image uint8 (S, S, 3), landmarks (5, 2), found)`` for ``key``."""
@@ -237,6 +255,9 @@ class FaceSource:
         h = hashlib.sha1()
         threshold = getattr(self.detector, "score_threshold", "")
         h.update(f"{self.mode}|{self.size}|{threshold}".encode())
+        if self.fallback is not None:  # the default fallback keeps the old cache names
+            name = getattr(self.fallback, "name", getattr(self.fallback, "__name__", ""))
+            h.update(f"|fallback={name}".encode())
         for k in keys:
             h.update(str(k).encode("utf-8") + b"\0")
         return self.cache_dir / f"faces_{self.size}_{h.hexdigest()[:16]}.npz"

@@ -20,11 +20,14 @@ from occface.evaluation.protocols import (IMAGE_EXTENSIONS, LFW_FARS, EmbeddingC
                                           bin_pair_set, evaluate_pairs, lfw_pair_set, list_images,
                                           read_pair_list)
 
-__all__ = ["PROTOCOLS", "run_evaluation", "format_table", "plot_roc", "parse_occlusions"]
+__all__ = ["PROTOCOLS", "DEFAULT_DATA_DIRS", "run_evaluation", "format_table", "plot_roc",
+           "parse_occlusions", "check_protocol_options"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("lfw", "bin", "ijbc", "megaface", "pairs")
+PROTOCOLS = ("lfw", "bin", "ijbc", "megaface", "pairs", "rmfrd")
+#: Protocols whose data directory defaults to the shared data (``<data_root>/<name>``).
+DEFAULT_DATA_DIRS = {"lfw": "lfw", "rmfrd": "rmfrd_subset"}
 
 
 def parse_occlusions(text):
@@ -45,10 +48,32 @@ def parse_occlusions(text):
 
 
 def _default_data_dir(protocol):
-    if protocol != "lfw":
+    if protocol not in DEFAULT_DATA_DIRS:
         raise ValueError(f"--data_dir is required for protocol {protocol!r}")
     from occface.paths import data_root
-    return data_root() / "lfw"
+    return data_root() / DEFAULT_DATA_DIRS[protocol]
+
+
+def check_protocol_options(protocol, occlusions=("none",), max_pairs=None):
+    """Reject option combinations a protocol cannot honour (cheap: no data, no model).
+
+    ``rmfrd`` measures real masks on every pair: synthetic ``occlusions`` other than ``"none"``
+    and ``max_pairs`` are errors (``occlude`` is ignored, as for any clean condition).
+
+    Raises
+    ------
+    ValueError
+        Naming the protocol and the option.
+    """
+    if protocol != "rmfrd":
+        return
+    occlusions = parse_occlusions(occlusions)
+    if occlusions != ["none"]:
+        raise ValueError(f"protocol 'rmfrd' has real masks, synthetic occlusion does not apply: "
+                         f"--occlusion must be 'none', got {','.join(occlusions)!r}")
+    if max_pairs is not None:
+        raise ValueError("protocol 'rmfrd' always evaluates every pair: --max_pairs is not "
+                         "supported")
 
 
 def _subsample_pairs(pairs, max_pairs, seed):
@@ -101,17 +126,22 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
                    seed=0, flip=False, batch_size=64, align="detect", aligned_dir=None,
                    pairs_file="pairs.txt", align_size=112, cache_dir=None, fars=None,
                    ijbc_target="ijbc", use_faceness=False, occluded_list=None,
-                   occluded_mode="images", max_pairs=None, progress_factory=None):
+                   occluded_mode="images", max_pairs=None, progress_factory=None,
+                   rmfrd_fallback="resize"):
     """Evaluate ``model`` on ``protocol`` for every occlusion condition.
 
     Parameters
     ----------
     model : EmbeddingModel, keras.Model or path
-    protocol : {"lfw", "bin", "ijbc", "megaface", "pairs"}
+    protocol : {"lfw", "bin", "ijbc", "megaface", "pairs", "rmfrd"}
         ``lfw``: ``data_dir`` is the LFW root (``pairs.txt``, ``lfw-deepfunneled/``; default the
         shared data). ``bin``: an insightface ``.bin`` file. ``ijbc``: an IJB release root.
         ``megaface``: a directory with ``probes/<identity>/*`` and ``distractors/**``.
-        ``pairs``: a pair list ``<a> <b> <0|1> [<fold>]``.
+        ``pairs``: a pair list ``<a> <b> <0|1> [<fold>]``. ``rmfrd``: real masked probes vs
+        unmasked gallery (:mod:`occface.evaluation.rmfrd`; ``data_dir`` defaults to the shared
+        ``rmfrd_subset``); only ``occlusions=("none",)``, no ``max_pairs``
+        (:func:`check_protocol_options`); ``fars`` default ``(1e-2, 1e-3)``; ``align="aligned"``
+        skips detection.
     occlusions : sequence of str
         Conditions, each a kind of :data:`OCCLUSION_KINDS` (``"none"`` = clean).
     occlude : {"both", "one"}
@@ -128,6 +158,8 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
         Quick runs: evaluate a stratified subset of this many pairs.
     progress_factory : callable, optional
         ``progress_factory(total=..., desc=...)`` -> object with ``update(n)`` and ``close()``.
+    rmfrd_fallback : {"resize", "center"}
+        ``rmfrd``: face of a crop without a detection (:data:`occface.evaluation.rmfrd.FALLBACKS`).
 
     Returns
     -------
@@ -142,6 +174,7 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
     if align not in ("detect", "aligned"):
         raise ValueError(f"align must be 'detect' or 'aligned', got {align!r}")
     occlusions = parse_occlusions(occlusions)
+    check_protocol_options(protocol, occlusions, max_pairs)
     data_dir = pathlib.Path(data_dir) if data_dir else _default_data_dir(protocol)
     if not data_dir.exists():
         raise FileNotFoundError(f"data not found: {data_dir}")
@@ -153,6 +186,14 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
         report.update(_run_ijbc(model, data_dir, occlusions, seed, flip, batch_size, align_size,
                                 fars or DEFAULT_FARS, ijbc_target, use_faceness, occluded_list,
                                 occluded_mode, progress_factory))
+    elif protocol == "rmfrd":
+        from occface.evaluation.rmfrd import RMFRD_FARS, evaluate_rmfrd
+        res = evaluate_rmfrd(model, data_dir, flip=flip, seed=seed, fars=fars or RMFRD_FARS,
+                             batch_size=batch_size, cache_dir=cache_dir, fallback=rmfrd_fallback,
+                             align=align, progress_factory=progress_factory)
+        report["faces"] = res.pop("faces")
+        report["conditions"] = [res]
+        report["n_pairs"] = res["n_pairs"]
     elif protocol == "megaface":
         report.update(_run_megaface(model, data_dir, occlusions, occlude, seed, flip, batch_size,
                                     align, align_size, cache_dir, progress_factory))
@@ -244,6 +285,8 @@ def _run_megaface(model, root, occlusions, occlude, seed, flip, batch_size, alig
 
 
 def _condition_name(res):
+    if res.get("protocol") == "rmfrd":
+        return "masked vs unmasked"
     name = "clean" if res["occlusion"] == "none" else f"{res['occlusion']} ({res['occlude']})"
     if res.get("subset", "all") != "all":
         name += f" [{res['subset']}]"
@@ -267,6 +310,8 @@ def format_table(report):
             lines.append(f"{_condition_name(r):<24s} {100 * r['rank1']:10.2f} {r['n_pairs']:8d} "
                          f"{r['n_distractors']:12d}")
         return "\n".join(lines)
+    if report["protocol"] == "rmfrd":
+        return "\n".join(lines + _rmfrd_rows(conds))
     fars = list(conds[0]["tar_at_far"])
     head = f"{'condition':<34s}"
     if report["protocol"] != "ijbc":
@@ -289,6 +334,26 @@ def format_table(report):
     if pts:
         lines.append(f"(TAR at FAR < 1/N_impostor = {1 / pts[0]['n_neg']:.2g} is the TAR at FAR 0)")
     return "\n".join(lines)
+
+
+def _rmfrd_rows(conds):
+    fars = list(conds[0]["tar_at_far"])
+    head = (f"{'condition':<24s} {'balanced acc (%)':>16s}"
+            + "".join(f" {'TAR@' + _fmt_far(f):>10s}" for f in fars)
+            + f" {'rank-1 (%)':>10s} {'fallbacks':>9s}")
+    rows = [head]
+    for r in conds:
+        rows.append(f"{_condition_name(r):<24s} "
+                    f"{100 * r['accuracy']:8.2f} ± {100 * r['std']:5.2f}"
+                    + "".join(f" {100 * r['tar_at_far'][f]:10.2f}" for f in fars)
+                    + f" {100 * r['rank1']:10.2f} {r['n_fallback']:9d}")
+        rows.append(f"({r['n_probes']} masked probes x {r['n_gallery']} unmasked: "
+                    f"{r['n_genuine']:,} genuine / {r['n_impostor']:,} impostor pairs, FAR "
+                    f"resolution 1/{r['n_impostor']:,}; balanced set {r['n_balanced_pairs']:,} "
+                    f"pairs in {r['n_folds']} folds by probe;")
+        rows.append(f" no face found in {r['n_fallback_probes']} masked + "
+                    f"{r['n_fallback_gallery']} unmasked crops, fallback {r['fallback']})")
+    return rows
 
 
 def plot_roc(report, path):
@@ -325,3 +390,71 @@ def plot_roc(report, path):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return str(path)
+
+
+def accuracy_plot_path(roc_path):
+    """Where :func:`plot_condition_accuracy` goes beside a ROC plot: ``roc.png`` →
+    ``roc_accuracy.png``."""
+    path = pathlib.Path(roc_path)
+    return path.with_name(f"{path.stem}_accuracy{path.suffix or '.png'}")
+
+
+def plot_condition_accuracy(report, path):
+    """Bar chart of every condition's accuracy (clean, mask, sunglasses, block …) to ``path``.
+
+    One bar per condition of ``report["conditions"]`` in the report's order: verification
+    accuracy (with its ± std over folds as an error bar) where the protocol has one, else
+    MegaFace rank-1; the value is written above each bar.
+
+    Returns
+    -------
+    dict
+        ``path``; ``size`` ``(width, height)`` in pixels; ``metric`` (``"accuracy"`` or
+        ``"rank1"``); ``bars``: list of ``{"label", "value", "box"}`` with the bar's pixel box
+        ``(x0, y0, x1, y1)`` (y down, as in the PNG).
+
+    Raises
+    ------
+    ImportError
+        matplotlib is not installed.
+    ValueError
+        No condition has an accuracy or rank-1 (e.g. IJB-C, which reports TAR@FAR).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    conds = report["conditions"]
+    metric = next((m for m in ("accuracy", "rank1") if any(m in r for r in conds)), None)
+    if metric is None:
+        raise ValueError(f"protocol {report['protocol']} reports no accuracy to plot")
+    rows = [r for r in conds if metric in r]
+    labels = [_condition_name(r) for r in rows]
+    values = np.array([100 * r[metric] for r in rows])
+    errors = np.array([100 * r.get("std", 0.0) for r in rows])
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 4.5), dpi=120)
+    colours = ["#4c72b0" if r.get("occlusion", "none") == "none" else "#dd8452" for r in rows]
+    bars = ax.bar(np.arange(len(rows)), values, yerr=errors if errors.any() else None,
+                  color=colours, capsize=4, width=0.65)
+    for x, v in enumerate(values):
+        ax.text(x, v + max(errors.max(), 0) + 1, f"{v:.1f}", ha="center", va="bottom",
+                fontsize=8)
+    ax.set_xticks(np.arange(len(rows)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("accuracy (%)" if metric == "accuracy" else "rank-1 (%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_title(f"{report['protocol']}: {report['model'].get('source')}", fontsize=9)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.canvas.draw()
+    width, height = fig.canvas.get_width_height()
+    boxes = []
+    for label, value, bar in zip(labels, values, bars):
+        bb = bar.get_window_extent()
+        boxes.append({"label": label, "value": float(value),
+                      "box": (int(round(bb.x0)), int(round(height - bb.y1)),
+                              int(round(bb.x1)), int(round(height - bb.y0)))})
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return {"path": str(path), "size": (width, height), "metric": metric, "bars": boxes}

@@ -9,11 +9,15 @@ Pieces:
 * losses — :func:`discounted_reconstruction_loss` (with :func:`spatial_discount_weights`),
   :func:`structure_loss` (face parser S: :func:`build_face_parser`, trained on
   :func:`parsing_labels_from_landmarks` by :func:`train_face_parser`), :func:`instance_loss`,
-  :func:`identity_diversity_loss` (Eq. 5) with :func:`identity_centroids`;
+  :func:`identity_diversity_loss` (Eq. 5) with :func:`identity_centroids`, the WGAN terms
+  :func:`critic_wasserstein_loss` / :func:`generator_adversarial_loss`, and their weighted sum
+  :func:`generator_objective` (Eq. 6);
 * the frozen recognizer adapter :class:`RecognizerFeatures`;
 * classical baselines :func:`classical_inpaint` (OpenCV Telea / Navier–Stokes);
 * training: :mod:`occface.inpainting.trainer` (:class:`~occface.inpainting.trainer.IDGANConfig`,
-  :func:`~occface.inpainting.trainer.train_idgan`), imported on demand;
+  :func:`~occface.inpainting.trainer.train_idgan`; built from :mod:`~occface.inpainting.config`,
+  :mod:`~occface.inpainting.data`, :mod:`~occface.inpainting.frozen` and
+  :mod:`~occface.inpainting.step`), imported on demand;
 * comparison protocol: :mod:`occface.inpainting.evaluate` (PSNR/SSIM and occluded-pair
   verification for OCC / Telea / NS / generators).
 """
@@ -25,9 +29,9 @@ from occface.inpainting.generator import (HoleComposite, HoleFill, build_generat
                                           generator_with_raw_output)
 from occface.inpainting.identity import RecognizerFeatures, identity_centroids
 from occface.inpainting.losses import (critic_wasserstein_loss, discounted_reconstruction_loss,
-                                       generator_adversarial_loss, gradient_penalty, hole_distance,
-                                       identity_diversity_loss, instance_loss,
-                                       spatial_discount_weights, structure_loss)
+                                       generator_adversarial_loss, generator_objective,
+                                       gradient_penalty, hole_distance, identity_diversity_loss,
+                                       instance_loss, spatial_discount_weights, structure_loss)
 from occface.inpainting.parsing import (PARSING_CLASSES, augment_face_and_landmarks,
                                         build_face_parser, parsing_labels_from_landmarks,
                                         parsing_mean_iou, predict_parsing, train_face_parser)
@@ -36,8 +40,9 @@ __all__ = [
     "PARSING_CLASSES", "HoleComposite", "HoleFill", "RecognizerFeatures",
     "augment_face_and_landmarks", "build_face_parser", "build_generator", "build_global_critic",
     "build_local_critic", "classical_inpaint", "critic_wasserstein_loss", "crop_hole_patch",
-    "discounted_reconstruction_loss", "generator_adversarial_loss", "generator_with_raw_output",
-    "gradient_penalty", "hole_boxes", "hole_distance", "identity_centroids",
+    "discounted_reconstruction_loss", "generator_adversarial_loss", "generator_objective",
+    "generator_with_raw_output", "gradient_penalty", "hole_boxes", "hole_distance",
+    "identity_centroids",
     "identity_diversity_loss", "instance_loss", "parsing_labels_from_landmarks",
     "parsing_mean_iou", "patch_box_origin", "predict_parsing", "spatial_discount_weights",
     "structure_loss", "train_face_parser",

@@ -18,6 +18,8 @@ import logging
 import numpy as np
 
 from occface.inpainting.classical import classical_inpaint
+from occface.inpainting.generator import make_inpaint_fn
+from occface.models.io import load_generator  # re-exported: the one generator loader
 
 log = logging.getLogger(__name__)
 
@@ -26,36 +28,15 @@ __all__ = ["generator_inpaint_fn", "load_generator", "inpainting_methods", "inpa
            "read_mask", "prepare_faces", "inpaint_faces", "faces_report", "face_strip"]
 
 
-def load_generator(path):
-    """A generator from a ``.keras`` file or a training ``model_dir`` holding ``generator.keras``."""
-    import pathlib
-    import keras
-    from occface.evaluation.embedding import _register_custom_objects
-    path = pathlib.Path(path)
-    if path.is_dir():
-        path = path / "generator.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"generator not found: {path}")
-    _register_custom_objects()
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"cannot load generator {path}: {err}") from err
-    if len(model.inputs) != 2:
-        raise ValueError(f"{path} is not an inpainting generator (expects [image, mask] inputs)")
-    return model
-
-
 def generator_inpaint_fn(generator, batch_size=32):
     """Wrap a generator as ``fn(images uint8 (N, s, s, 3), masks (N, s, s[, 1])) -> uint8``.
 
-    The same graph function the SavedModel export serves (:func:`occface.export.make_inpaint_fn`):
+    The same graph function the SavedModel export serves (:func:`make_inpaint_fn`):
     faces of another size than the generator's are resized to it (area; a generator pixel is hole
     when any part of it is) and the filled hole is resized back (bilinear); the known pixels of
     the input are kept exactly. So measured numbers are those of the exported model.
     """
     import tensorflow as tf
-    from occface.export import make_inpaint_fn
     fns = {}
 
     def fn(images, masks):

@@ -24,75 +24,11 @@ template, 32–64 for tests).
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
 
-WHITE_NORMALISED = 1.0  # 255 after Rescaling(1/127.5, offset=-1)
-
-
-@keras.saving.register_keras_serializable(package="occface")
-class HoleFill(layers.Layer):
-    """Pre-fill the hole with a constant and append the mask as an extra channel.
-
-    ``[x, m] -> concat(x * (1 - m) + fill * m, m)``.
-
-    Parameters
-    ----------
-    fill_value : float
-        Value written into the hole, in the units of ``x`` (1.0 = white for images in [-1, 1]).
-
-    Call arguments
-    --------------
-    inputs : list of two tensors
-        ``x`` (N, H, W, C) and ``m`` (N, H, W, 1), 1 = hole.
-
-    Returns
-    -------
-    (N, H, W, C + 1) float tensor.
-    """
-
-    def __init__(self, fill_value=WHITE_NORMALISED, **kwargs):
-        super().__init__(**kwargs)
-        self.fill_value = float(fill_value)
-
-    def call(self, inputs):
-        x, m = inputs
-        m = ops.cast(m, x.dtype)
-        filled = x * (1.0 - m) + self.fill_value * m
-        return ops.concatenate([filled, m], axis=-1)
-
-    def compute_output_shape(self, input_shapes):
-        x_shape = tuple(input_shapes[0])
-        channels = None if x_shape[-1] is None else x_shape[-1] + 1
-        return x_shape[:-1] + (channels,)
-
-    def get_config(self):
-        return {**super().get_config(), "fill_value": self.fill_value}
-
-
-@keras.saving.register_keras_serializable(package="occface")
-class HoleComposite(layers.Layer):
-    """Take only the hole from the generator: ``X̂ = M ⊙ G + (1 − M) ⊙ X`` (paper Eq. 1).
-
-    For a binary mask the known pixels of ``X`` are returned bit-exactly (``0·G + 1·X = X``).
-
-    Call arguments
-    --------------
-    inputs : list of three tensors
-        ``generated`` (N, H, W, C), ``image`` (N, H, W, C), ``mask`` (N, H, W, 1) with 1 = hole.
-
-    Returns
-    -------
-    (N, H, W, C) float tensor.
-    """
-
-    def call(self, inputs):
-        generated, image, mask = inputs
-        image = ops.cast(image, generated.dtype)
-        mask = ops.cast(mask, generated.dtype)
-        return mask * generated + (1.0 - mask) * image
-
-    def compute_output_shape(self, input_shapes):
-        return tuple(input_shapes[1])
+# the hole layers live with the other layers (a saved generator loads wherever they are
+# registered); re-exported here and by occface.inpainting
+from occface.layers.hole import WHITE_NORMALISED, HoleComposite, HoleFill
 
 
 def _conv(x, filters, kernel_size=3, strides=1, dilation_rate=1, activation="elu", name=None):
@@ -185,3 +121,51 @@ def generator_with_raw_output(generator):
                          "occface.inpainting.build_generator") from err
     return keras.Model(generator.inputs, [generator.output, raw],
                        name=f"{generator.name}_with_raw")
+
+
+def generator_input_size(generator):
+    """``(S_h, S_w)`` of a generator with inputs ``[(N, S, S, 3), (N, S, S, 1)]``.
+
+    Raises
+    ------
+    ValueError
+        When the first input is not an RGB image batch.
+    """
+    shape = generator.input_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    if len(shape) != 4 or shape[3] != 3:
+        raise ValueError(f"expected a generator with inputs [(N, S, S, 3), (N, S, S, 1)], got "
+                         f"{generator.input_shape}")
+    return int(shape[1]), int(shape[2])
+
+
+def make_inpaint_fn(generator, size=None):
+    """Graph function: uint8 images ``(N, s, s, 3)`` + float masks ``(N, s, s, 1)`` (1 = hole)
+    → completed uint8 images ``(N, s, s, 3)``; known pixels are copied through exactly.
+
+    ``s`` is ``size`` (default: the generator's own input side ``S``). When ``s != S`` the face
+    and the mask are resized to ``S`` inside the graph (area-averaged; a generator pixel counts as
+    hole when any part of it is), the generator fills the hole, and its output is resized back
+    (bilinear) and composited at ``s`` with the original mask, so a 64-px CPU generator serves
+    112-px aligned faces. This is the graph the SavedModel ``inpaint`` signature serves
+    (:mod:`occface.serving.signatures`) and the one evaluations measure.
+    """
+    import tensorflow as tf
+
+    gen_h, gen_w = generator_input_size(generator)
+
+    def inpaint(images, masks):
+        x = tf.cast(images, tf.float32)
+        m = tf.cast(masks > 0.5, tf.float32)
+        if size is None or (int(size), int(size)) == (gen_h, gen_w):
+            out = generator([x, m], training=False)
+        else:
+            xs = tf.image.resize(x, (gen_h, gen_w), method="area")
+            ms = tf.cast(tf.image.resize(m, (gen_h, gen_w), method="area") > 1e-3, tf.float32)
+            out = generator([xs, ms], training=False)
+            out = tf.image.resize(tf.cast(out, tf.float32), (int(size), int(size)),
+                                  method="bilinear")
+        out = m * tf.cast(out, tf.float32) + (1.0 - m) * x
+        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+    return inpaint

@@ -54,7 +54,7 @@ class ArcFace(keras.layers.Layer):
     >>> import numpy as np
     >>> head = ArcFace(num_classes=10, margin=0.5, scale=64.0)
     >>> logits = head([np.random.randn(4, 8).astype("float32"), np.array([0, 1, 2, 3])])
-    >>> logits.shape
+    >>> tuple(logits.shape)
     (4, 10)
     """
 

@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from occface.layers.lcd import _check_rate
+from occface.layers.lcd import check_rate
 
 
 @keras.saving.register_keras_serializable(package="occface")
@@ -42,7 +42,7 @@ class DropBlock(keras.layers.Layer):
     --------
     >>> import numpy as np
     >>> layer = DropBlock(block_size=3, rate=0.1, seed=0)
-    >>> layer(np.ones((2, 8, 8, 4), "float32"), training=True).shape
+    >>> tuple(layer(np.ones((2, 8, 8, 4), "float32"), training=True).shape)
     (2, 8, 8, 4)
     """
 
@@ -51,7 +51,7 @@ class DropBlock(keras.layers.Layer):
         if int(block_size) != block_size or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
         self.block_size = int(block_size)
-        self.rate = _check_rate("rate", rate)
+        self.rate = check_rate("rate", rate)
         if self.rate >= 1.0:
             raise ValueError(f"rate must be < 1, got {rate}")
         self.seed = seed

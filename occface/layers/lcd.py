@@ -3,7 +3,8 @@ import keras
 from keras import ops
 
 
-def _check_rate(name, value):
+def check_rate(name, value):
+    """``float(value)`` when it is a number in [0, 1]; ``ValueError`` naming ``name`` otherwise."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -64,8 +65,8 @@ class LCD(keras.layers.Layer):
 
     def __init__(self, min_rate=0.0, max_rate=0.6, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.min_rate = _check_rate("min_rate", min_rate)
-        self.max_rate = _check_rate("max_rate", max_rate)
+        self.min_rate = check_rate("min_rate", min_rate)
+        self.max_rate = check_rate("max_rate", max_rate)
         if self.min_rate > self.max_rate:
             raise ValueError(
                 f"min_rate must be <= max_rate, got min_rate={min_rate}, max_rate={max_rate}")

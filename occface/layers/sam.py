@@ -49,7 +49,7 @@ class SAM(keras.layers.Layer):
     >>> import numpy as np
     >>> sam = SAM(reduction=4, return_attention=True)
     >>> y, theta = sam(np.ones((2, 7, 7, 16), "float32"))
-    >>> y.shape, theta.shape
+    >>> tuple(y.shape), tuple(theta.shape)
     ((2, 7, 7, 16), (2, 16))
     """
 

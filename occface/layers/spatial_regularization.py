@@ -1,7 +1,7 @@
 """Attachment of the response-decorrelation term (paper Eq. 2) to a feature tensor."""
 import keras
 
-from occface.losses import _check_reduction, response_decorrelation
+from occface.losses import check_reduction, response_decorrelation
 
 
 @keras.saving.register_keras_serializable(package="occface")
@@ -40,7 +40,7 @@ class ResponseDecorrelation(keras.layers.Layer):
 
     def __init__(self, weight=1.0, reduction="mean", **kwargs):
         super().__init__(**kwargs)
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.weight = float(weight)
         self.reduction = reduction
 

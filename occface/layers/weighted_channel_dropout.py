@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from occface.layers.lcd import _check_rate
+from occface.layers.lcd import check_rate
 
 
 @keras.saving.register_keras_serializable(package="occface")
@@ -61,10 +61,10 @@ class WeightedChannelDropout(keras.layers.Layer):
 
     def __init__(self, wrs_ratio=0.9, q=0.9, rescale=True, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.wrs_ratio = _check_rate("wrs_ratio", wrs_ratio)
+        self.wrs_ratio = check_rate("wrs_ratio", wrs_ratio)
         if self.wrs_ratio == 0.0:
             raise ValueError("wrs_ratio must be > 0")
-        self.q = _check_rate("q", q)
+        self.q = check_rate("q", q)
         self.rescale = bool(rescale)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)

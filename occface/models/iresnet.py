@@ -246,3 +246,22 @@ def iresnet_param_count(depth=50, input_shape=(112, 112, 3), embedding_size=512,
     total += h * w * c_in * embedding_size + embedding_size                    # dense
     total += bn_noscale * embedding_size                                       # embedding BN
     return total
+
+
+def iresnet_weight_order(depth=50):
+    """Weighted layers in insightface's forward order: ``[(layer_name, kind), ...]``.
+
+    ``kind`` is ``"conv"``, ``"bn"``, ``"prelu"`` or ``"dense"``; a block lists its residual
+    branch before its shortcut, as ``IBasicBlock.forward`` computes them (and so as an ONNX export
+    lists them). Used by :func:`occface.models.import_onnx`.
+    """
+    depth = check_depth(depth)
+    order = [("stem_conv", "conv"), ("stem_bn", "bn"), ("stem_prelu", "prelu")]
+    for stage, n_blocks in enumerate(STAGE_BLOCKS[depth], start=1):
+        for block in range(1, n_blocks + 1):
+            p = f"stage{stage}_block{block}"
+            order += [(f"{p}_bn1", "bn"), (f"{p}_conv1", "conv"), (f"{p}_bn2", "bn"),
+                      (f"{p}_prelu", "prelu"), (f"{p}_conv2", "conv"), (f"{p}_bn3", "bn")]
+            if block == 1:
+                order += [(f"{p}_shortcut_conv", "conv"), (f"{p}_shortcut_bn", "bn")]
+    return order + [("output_bn", "bn"), ("embedding", "dense"), ("embedding_bn", "bn")]

@@ -16,9 +16,9 @@ import os
 
 import tensorflow as tf
 
-log = logging.getLogger(__name__)
+from occface.choices import STRATEGIES
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+log = logging.getLogger(__name__)
 
 
 _MIRRORED = {}

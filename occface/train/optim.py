@@ -12,8 +12,7 @@ import math
 import keras
 from keras import ops
 
-SCHEDULES = ("piecewise", "cosine", "constant")
-OPTIMIZERS = ("sgd", "adamw")
+from occface.choices import OPTIMIZERS, SCHEDULES
 
 
 @keras.saving.register_keras_serializable(package="occface")

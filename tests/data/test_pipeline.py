@@ -217,3 +217,34 @@ def test_return_clean_matches_occluded_outside_mask(tree):
     assert inside.any() and (~inside).any()
     interior = np.abs(images.numpy() - clean.numpy()).max(-1) < 1e-3
     assert interior[~inside].mean() > 0.8 and interior[inside].mean() < 0.3
+
+
+def test_in_memory_source_matches_streaming_and_counts_bad_files(tree):
+    root, images = tree
+    ds, nc = training_dataset(root, 5, 16, augment=False, repeat=False, in_memory=True,
+                              with_skip_count=True, seed=1)
+    assert nc == 3
+    got = [(img, lab, int(skipped)) for b in ds for img, lab, skipped in
+           zip(b[0].numpy(), b[1].numpy(), [b[2].numpy()] * len(b[1]))]
+    assert len(got) == 15 and {s for *_, s in got} == {3}  # decoded once, 3 bad files counted
+    assert sorted(img.astype(np.uint8).tobytes() for img, _, _ in got) == sorted(images)
+    assert all(images[img.astype(np.uint8).tobytes()] == lab for img, lab, _ in got)
+    # Without bad files the element order, augmentation and occlusion are the streaming ones.
+    for bad in ("id1/bad.jpg", "id2/trunc.png", "id2/notes.txt"):
+        (root / bad).unlink()
+    kwargs = dict(augment=True, occlusion="block", seed=4, return_masks=True)
+    stream, _ = training_dataset(root, 15, 16, **kwargs)
+    memory, _ = training_dataset(root, 15, 16, in_memory=True, **kwargs)
+    for a, b in zip(next(iter(stream)), next(iter(memory))):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_in_memory_needs_an_image_folder(tmp_path):
+    from occface.data.memory import InMemoryImages
+    with pytest.raises(ValueError, match="in_memory needs an image-folder training source, "
+                                         "not a tfrecord source"):
+        InMemoryImages.from_source(type("S", (), {"kind": "tfrecord"})(), (16, 16))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="none of the 1 training images decodes"):
+        training_dataset(tmp_path, 1, 16, in_memory=True)

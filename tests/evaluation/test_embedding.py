@@ -83,7 +83,7 @@ def test_savedmodel_embed_signature(tmp_path, model_and_images):
     want = model.predict(images.astype(np.float32), verbose=0)
     np.testing.assert_allclose(m(images), want, rtol=1e-5, atol=1e-5)
 
-    # TF Serving layout (occface.export): base/<version>/; the highest version is loaded.
+    # TF Serving layout (occface.serving.layout): base/<version>/; the highest version is loaded.
     old = Exported(tiny_model(seed=9))
     tf.saved_model.save(old, str(tmp_path / "base" / "2"), signatures={"embed": old.embed})
     tf.saved_model.save(exp, str(tmp_path / "base" / "10"), signatures={"embed": exp.embed})

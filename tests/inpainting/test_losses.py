@@ -7,8 +7,9 @@ import tensorflow as tf
 
 from occface.inpainting import (build_local_critic, critic_wasserstein_loss,
                                 discounted_reconstruction_loss, generator_adversarial_loss,
-                                gradient_penalty, hole_distance, identity_diversity_loss,
-                                instance_loss, spatial_discount_weights, structure_loss)
+                                generator_objective, gradient_penalty, hole_distance,
+                                identity_diversity_loss, instance_loss, spatial_discount_weights,
+                                structure_loss)
 
 
 def np_(t):
@@ -168,6 +169,45 @@ def test_wasserstein_losses():
     fake = np.array([[0.5], [-1.0]], "float32")
     assert np.isclose(np_(critic_wasserstein_loss(real, fake)), (0.5 - 1.0 - 1.0 - 3.0) / 2)
     np.testing.assert_allclose(np_(generator_adversarial_loss(fake, reduce=False)), [-0.5, 1.0])
+
+
+# --- the generator objective (Eq. 6) -----------------------------------------------------------
+
+OBJECTIVE_TERMS = dict(reconstruction=np.array([1.0, 2.0], "float32"),
+                       adv_global=np.array([0.5, -1.0], "float32"),
+                       adv_local=np.array([-0.25, 0.75], "float32"),
+                       structure=np.array([4.0, 8.0], "float32"),
+                       instance=np.array([10.0, 20.0], "float32"),
+                       diversity=np.array([2.0, 0.0], "float32"))
+OBJECTIVE_WEIGHTS = dict(adv_global_weight=3.0, adv_local_weight=5.0, structure_weight=0.5,
+                         identity_weight=0.1)
+
+
+def test_generator_objective_by_hand():
+    got = np_(generator_objective(**OBJECTIVE_TERMS, **OBJECTIVE_WEIGHTS, reduce=False))
+    # sample 0: 1 + 3·0.5 + 5·(−0.25) + 0.5·4 + 0.1·(10 + 2) = 1 + 1.5 − 1.25 + 2 + 1.2 = 4.45
+    # sample 1: 2 + 3·(−1) + 5·0.75 + 0.5·8 + 0.1·(20 + 0) = 2 − 3 + 3.75 + 4 + 2 = 8.75
+    np.testing.assert_allclose(got, [4.45, 8.75], rtol=1e-6)
+    assert np.isclose(np_(generator_objective(**OBJECTIVE_TERMS, **OBJECTIVE_WEIGHTS)),
+                      (4.45 + 8.75) / 2)
+
+
+@pytest.mark.parametrize("term, weight", [("reconstruction", 1.0), ("adv_global", 3.0),
+                                          ("adv_local", 5.0), ("structure", 0.5),
+                                          ("instance", 0.1), ("diversity", 0.1)])
+def test_generator_objective_weights_each_term(term, weight):
+    """Only ``term`` non-zero: the objective is that term times its own weight."""
+    only = {k: (v if k == term else np.zeros_like(v)) for k, v in OBJECTIVE_TERMS.items()}
+    got = np_(generator_objective(**only, **OBJECTIVE_WEIGHTS, reduce=False))
+    np.testing.assert_allclose(got, weight * OBJECTIVE_TERMS[term], rtol=1e-6)
+
+
+def test_generator_objective_paper_weights_by_default():
+    ones = {k: np.ones(1, "float32") for k in OBJECTIVE_TERMS}
+    for term, weight in [("reconstruction", 1.0), ("adv_global", 300.0), ("adv_local", 300.0),
+                         ("structure", 0.05), ("instance", 2e-4), ("diversity", 2e-4)]:
+        only = {k: (v if k == term else 0.0 * v) for k, v in ones.items()}
+        assert np.isclose(np_(generator_objective(**only)), weight, rtol=1e-6), term
 
 
 # --- structure, instance, identity diversity ---------------------------------------------------

@@ -273,3 +273,53 @@ def test_init_generator_starts_from_given_weights(tmp_path):
                       gen_width=8, init_generator=str(tmp_path / "warm.keras"))
     with pytest.raises(ValueError, match="another architecture"):
         train_idgan(bad, dataset=synthetic_stream(bad), num_classes=3)
+
+
+def _spy(monkeypatch, module, name):
+    """Wrap ``module.name`` so its calls are recorded (keyword arguments), results unchanged."""
+    calls = []
+    real = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+def test_training_step_losses_are_the_named_objectives(tmp_path, monkeypatch):
+    """The reported L_G is generator_objective (Eq. 6) of the reported terms, L_D the Wasserstein
+    critic losses plus the penalties, and the step computes them with those named functions."""
+    import occface.inpainting.step as step_module
+    from occface.inpainting import generator_objective
+    calls = {name: _spy(monkeypatch, step_module, name)
+             for name in ("generator_objective", "generator_adversarial_loss",
+                          "critic_wasserstein_loss", "gradient_penalty")}
+    weights = dict(adv_global_weight=20.0, adv_local_weight=30.0, structure_weight=0.5,
+                   identity_weight=0.25)
+    cfg = tiny_config(tmp_path, steps=3, warmup_steps=1, checkpoint_interval=0, image_interval=0,
+                      **weights)
+    values = []
+    train_idgan(cfg, dataset=synthetic_stream(cfg), num_classes=3, recognizer=toy_recognizer(),
+                parser=build_face_parser(S, width=4),
+                progress=lambda step, total, v: values.append(dict(v)))
+    assert len(values) == 3
+    warm, adversarial = values[0], values[1:]
+    np.testing.assert_allclose(warm["loss_g"], warm["reconstruction"], rtol=1e-6)
+    term_names = ("reconstruction", "adv_global", "adv_local", "structure", "instance",
+                  "diversity")
+    for v in adversarial:
+        assert all(np.isfinite(list(v.values()))) and v["structure"] > 0 and v["instance"] > 0
+        expected = generator_objective(*(v[k] for k in term_names), **weights)
+        np.testing.assert_allclose(v["loss_g"], float(expected), rtol=1e-6, atol=1e-5)
+        # critic_wasserstein_loss = D(fake) − D(real) = −(reported Wasserstein estimate)
+        critic = (-v["wasserstein_global"] + v["gp_global"]) + (-v["wasserstein_local"]
+                                                                + v["gp_local"])
+        np.testing.assert_allclose(v["loss_d"], critic, rtol=1e-6, atol=1e-5)
+    # traced once per step kind: warm-up + adversarial generator objectives, both critics each
+    assert len(calls["generator_objective"]) == 2
+    for kwargs in calls["generator_objective"]:
+        assert {k: kwargs[k] for k in weights} == weights
+    assert len(calls["generator_adversarial_loss"]) == 2
+    assert len(calls["critic_wasserstein_loss"]) == 2
+    assert len(calls["gradient_penalty"]) == 2

@@ -58,7 +58,8 @@ def test_depths(depth):
                              embedding_size=16)
     assert model.output.shape == (None, 16)
     names = lcd_layer_names(depth, 3)
-    assert _producer(model.get_layer("stage3_sr_response").input) == names["bn"]
+    assert _producer(model.get_layer("stage3_sr_response").input) == names["point"] == \
+        names["add"]
     assert list(_regularized(model)) == [names["conv"]]
 
 
@@ -73,24 +74,37 @@ def test_first_layer_rescales_and_defaults():
     assert (cfg["lcd_min_rate"], cfg["lcd_max_rate"]) == (0.0, 0.6)
 
 
+NEXT_STAGE_INPUT = {2: "stage3_block1_bn1", 3: "stage4_block1_bn1", 4: "output_bn"}
+
+
+@pytest.mark.parametrize("position", ["branch", "output"])
 @pytest.mark.parametrize("stage,last_block", [(2, 2), (3, 2), (4, 2)])
-def test_cd_sr_placement(stage, last_block):
+def test_cd_sr_placement(stage, last_block, position):
     model = build_recognizer(variant="cd_sr", lcd_stage=stage, sr_filter_weight=7.0,
-                             sr_response_weight=3.0, lcd_min_rate=0.1, lcd_max_rate=0.4, **TINY)
+                             sr_response_weight=3.0, lcd_min_rate=0.1, lcd_max_rate=0.4,
+                             lcd_position=position, **TINY)
     prefix = f"stage{stage}_block{last_block}"
-    assert lcd_layer_names(18, stage) == {"conv": f"{prefix}_conv2", "bn": f"{prefix}_bn3",
-                                          "add": f"{prefix}_add"}
+    assert lcd_layer_names(18, stage, position) == {
+        "conv": f"{prefix}_conv2", "bn": f"{prefix}_bn3", "add": f"{prefix}_add",
+        "point": f"{prefix}_bn3" if position == "branch" else f"{prefix}_add"}
     sr = model.get_layer(f"stage{stage}_sr_response")
     lcd = model.get_layer(f"stage{stage}_lcd")
     assert isinstance(sr, ResponseDecorrelation) and isinstance(lcd, LCD)
     assert (sr.weight, sr.reduction) == (3.0, "mean")
     assert (lcd.min_rate, lcd.max_rate) == (0.1, 0.4)
-    # bn3 (after the last 3x3 conv) -> SR response term -> LCD -> residual add
     assert _producer(model.get_layer(f"{prefix}_bn3").input) == f"{prefix}_conv2"
-    assert _producer(sr.input) == f"{prefix}_bn3"
-    assert _producer(lcd.input) == sr.name
     add_inputs = {_producer(t) for t in model.get_layer(f"{prefix}_add").input}
-    assert lcd.name in add_inputs and f"{prefix}_bn3" not in add_inputs
+    if position == "branch":
+        # bn3 (after the last 3x3 conv) -> SR response term -> LCD -> residual add
+        assert _producer(sr.input) == f"{prefix}_bn3"
+        assert lcd.name in add_inputs and f"{prefix}_bn3" not in add_inputs
+        assert _producer(model.get_layer(NEXT_STAGE_INPUT[stage]).input) == f"{prefix}_add"
+    else:
+        # residual add -> SR response term -> LCD -> the next stage
+        assert _producer(sr.input) == f"{prefix}_add"
+        assert f"{prefix}_bn3" in add_inputs
+        assert _producer(model.get_layer(NEXT_STAGE_INPUT[stage]).input) == lcd.name
+    assert _producer(lcd.input) == sr.name
     # Eq. 1 only on that conv's kernel
     regs = _regularized(model)
     assert list(regs) == [f"{prefix}_conv2"]
@@ -103,12 +117,17 @@ def test_cd_sr_placement(stage, last_block):
 @pytest.mark.parametrize("variant,cls,layer_name", [
     ("cd", LCD, "stage3_lcd"), ("dropblock", DropBlock, "stage3_dropblock"),
     ("wcd", WeightedChannelDropout, "stage3_wcd")])
-def test_dropout_variants_sit_at_the_same_point(variant, cls, layer_name):
-    model = build_recognizer(variant=variant, **TINY)
+@pytest.mark.parametrize("position", ["branch", "output"])
+def test_dropout_variants_sit_at_the_same_point(variant, cls, layer_name, position):
+    model = build_recognizer(variant=variant, lcd_position=position, **TINY)
     layer = model.get_layer(layer_name)
     assert isinstance(layer, cls)
-    assert _producer(layer.input) == "stage3_block2_bn3"
-    assert layer_name in {_producer(t) for t in model.get_layer("stage3_block2_add").input}
+    if position == "branch":
+        assert _producer(layer.input) == "stage3_block2_bn3"
+        assert layer_name in {_producer(t) for t in model.get_layer("stage3_block2_add").input}
+    else:
+        assert _producer(layer.input) == "stage3_block2_add"
+        assert _producer(model.get_layer("stage4_block1_bn1").input) == layer_name
     assert not _regularized(model)
     assert not any(isinstance(l, (ResponseDecorrelation, SAM)) for l in model.layers)
     others = (LCD, DropBlock, WeightedChannelDropout, Cutout)
@@ -130,7 +149,9 @@ def test_lcd_variant_has_sam_at_stage_output(sam_stage, feeds):
     model = build_recognizer(variant="lcd", sam_stage=sam_stage, sam_reduction=2, **TINY)
     sam = model.get_layer(f"stage{sam_stage}_sam")
     assert isinstance(sam, SAM) and sam.reduction == 2
-    assert _producer(sam.input) == f"stage{sam_stage}_block2_add"
+    # at stage 3 the channel dropout (default lcd_position="output") comes first, then SAM
+    before = "stage3_lcd" if sam_stage == 3 else f"stage{sam_stage}_block2_add"
+    assert _producer(sam.input) == before
     assert _producer(model.get_layer(feeds).input) == sam.name
     # and the CD + SR part is there too
     assert isinstance(model.get_layer("stage3_lcd"), LCD)
@@ -165,8 +186,9 @@ def test_model_losses(variant, expected, rng):
     assert len(losses) == expected
     if expected:
         kernel = _np(model.get_layer("stage3_block2_conv2").kernel)
-        # the response term is computed on bn3's output (training-mode BN), before the dropout
-        probe = keras.Model(model.input, model.get_layer("stage3_block2_bn3").output)
+        # the response term is computed on the stage output (after the residual add,
+        # training-mode BN), before the dropout
+        probe = keras.Model(model.input, model.get_layer("stage3_block2_add").output)
         feats = _np(probe(x, training=True))
         want = sorted([100.0 * _filter_orthogonality_mean_np(kernel),
                        2.0 * _response_decorrelation_mean_np(feats)])

@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from occface import export, export_tool
+from occface.serving import cascade, publish, read_metadata
 from occface.models import build_recognizer
 from occface.paths import REPO_ROOT
+from tests.by_hand import accuracy_at, best_accuracy, cosine, kfold_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def tiny_model_path(tmp_path_factory):
 def test_calibrate_threshold_by_hand():
     scores = np.array([0.9, 0.8, 0.4, 0.3, 0.6, 0.1])
     issame = np.array([True, True, True, False, False, False])
-    cal = export_tool.calibrate_threshold(scores, issame)
+    cal = publish.calibrate_threshold(scores, issame)
     # any threshold in (0.3, 0.4] or (0.6, 0.8] gets 5/6 right; none gets all 6
     assert cal["accuracy"] == pytest.approx(5 / 6)
     decide = scores >= cal["threshold"]
@@ -37,7 +38,7 @@ def test_cascade_policy_from_evidence(tmp_path):
     path = tmp_path / "ev.json"
     path.write_text(json.dumps({"occluded_pair_accuracy": {
         "block": {"direct": 0.70, "inpainted": 0.74}, "mask": {"direct": 0.65, "inpainted": 0.64}}}))
-    policy, evidence = export_tool.cascade_policy(path)
+    policy, evidence = cascade.cascade_policy(path)
     # block measures "other" (+0.04), mask measures "lower" (-0.01); "upper" was not measured
     # and follows the mean gain (+0.015)
     assert policy == {"upper": True, "lower": False, "other": True}
@@ -46,23 +47,32 @@ def test_cascade_policy_from_evidence(tmp_path):
     path.write_text(json.dumps({"occluded_pair_accuracy": {
         "sunglasses": {"direct": 0.8, "inpainted": 0.7}, "mask": {"direct": 0.6, "inpainted": 0.65},
         "block": {"direct": 0.7, "inpainted": 0.69}}}))
-    assert export_tool.cascade_policy(path)[0] == {"upper": False, "lower": True, "other": False}
+    assert cascade.cascade_policy(path)[0] == {"upper": False, "lower": True, "other": False}
     path.write_text(json.dumps({"occluded_pair_accuracy": {"block": {"direct": 0.7}}}))
     with pytest.raises(ValueError, match="numeric 'direct' and 'inpainted'"):
-        export_tool.cascade_policy(path)
+        cascade.cascade_policy(path)
     with pytest.raises(FileNotFoundError, match="cascade evidence not found"):
-        export_tool.cascade_policy(tmp_path / "none.json")
+        cascade.cascade_policy(tmp_path / "none.json")
 
 
 def test_run_export_calibrates_on_lfw_and_checks(tiny_model_path, tmp_path, data_root):
-    report = export_tool.run_export(tiny_model_path, "embed", tmp_path / "exp",
-                                    data_dir=data_root / "lfw", calibration_pairs=36,
-                                    calibration_folds=[7, 8, 9])
+    report = publish.run_export(tiny_model_path, "embed", tmp_path / "exp",
+                                data_dir=data_root / "lfw", calibration_pairs=36,
+                                calibration_folds=[7, 8, 9])
     cal = report["calibration"]
-    assert cal["pairs"] == 36 and 0.5 <= cal["accuracy"] <= 1.0
-    assert cal["folds"] == [8, 9, 10]
+    assert cal["pairs"] == 36 and cal["folds"] == [8, 9, 10]
+    # the same 36 pairs scored by the export's own embed signature, the accuracies recomputed
+    import tensorflow as tf
+    faces, ia, ib, issame, folds = publish.lfw_pair_faces(data_root / "lfw", max_pairs=36,
+                                                          folds=[7, 8, 9])
+    embed = tf.saved_model.load(str(tmp_path / "exp" / "1")).signatures["embed"]
+    emb = embed(images=tf.constant(faces))["embeddings"].numpy()
+    scores = cosine(emb[ia], emb[ib])
+    assert cal["accuracy"] == pytest.approx(accuracy_at(scores, issame, cal["threshold"]))
+    assert cal["accuracy"] == pytest.approx(best_accuracy(scores, issame)[1])
+    assert cal["ten_fold_accuracy"] == pytest.approx(kfold_accuracy(scores, issame, folds))
     assert report["self_check_max_abs_diff"]["embed"] < 1e-4
-    meta = export.read_metadata(tmp_path / "exp" / "1")
+    meta = read_metadata(tmp_path / "exp" / "1")
     assert meta["threshold"] == pytest.approx(cal["threshold"])
     assert meta["calibration"]["accuracy"] == cal["accuracy"]
 
@@ -77,3 +87,19 @@ def test_cli_refuses_existing_version_before_work(tiny_model_path, tmp_path):
     assert proc.returncode == 2
     assert "already exists" in proc.stderr and "--overwrite" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_export_dir_that_is_a_file_is_one_line_error(tiny_model_path, tmp_path):
+    """Refused before any work, with one line naming the problem (was a FileExistsError
+    traceback after loading and self-check preparation)."""
+    not_a_dir = tmp_path / "exports.txt"
+    not_a_dir.write_text("notes")
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "export.py"), "--model", str(tiny_model_path),
+         "--export_dir", str(not_a_dir), "--threshold", "0.3"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"export: error: export directory {not_a_dir} exists and is not a directory"]
+    assert not_a_dir.read_text() == "notes"

@@ -13,6 +13,7 @@ import keras
 
 from occface.inpainting import build_generator
 from occface.paths import REPO_ROOT
+from tests.by_hand import cosine, kfold_accuracy
 
 TOOL = REPO_ROOT / "tools" / "inpaint.py"
 S = 32
@@ -93,8 +94,72 @@ def test_pairs_benchmark(setup, tmp_path):
     results = json.loads((out / "results.json").read_text())
     report = results["report"]
     assert report["n_pairs"] == 8 and set(report["methods"]) == {"OCC", "Telea", "NS", "wID"}
-    assert all(0 <= v["accuracy"] <= 1 for v in report["methods"].values())
+    # the clean pairs' accuracy by brute force from the recognizer's features (mean of 8x8
+    # blocks of the faces in [0, 1]), with pairs.txt's two folds of four pairs
+    pairs = [line.split("\t") for line in (setup / "pairs.txt").read_text().splitlines()[1:]]
+
+    def feature(name, number):
+        bgr = cv2.imread(str(setup / "lfw" / name / f"{name}_{int(number):04d}.png"))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) / 255.0
+        return rgb.reshape(S // 8, 8, S // 8, 8, 3).mean(axis=(1, 3)).ravel()
+
+    firsts = [(p[0], p[1]) for p in pairs]
+    seconds = [(p[0], p[2]) if len(p) == 3 else (p[2], p[3]) for p in pairs]
+    scores = cosine([feature(*k) for k in firsts], [feature(*k) for k in seconds])
+    issame = [len(p) == 3 for p in pairs]
+    assert report["clean"]["accuracy"] == pytest.approx(
+        kfold_accuracy(scores, issame, [0, 0, 0, 0, 1, 1, 1, 1]))
     assert (out / "results.md").is_file() and len(list((out / "examples").glob("*.png"))) == 2
+
+
+def test_metrics_json_is_strict_when_a_method_reproduces_the_truth(tmp_path):
+    """A flat face: Telea and NS fill the hole with its exact colour, PSNR = inf, which strict
+    JSON cannot spell (Python wrote a bare Infinity): it is written as null."""
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    cv2.imwrite(str(faces / "flat.png"), np.full((S, S, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    res = run_tool(f"--images={faces}", f"--output_dir={out}", "--size=32")
+    assert res.returncode == 0, res.stderr
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=refuse)["metrics"]
+    assert metrics["Telea"]["psnr"] is None and metrics["NS"]["psnr"] is None
+    assert metrics["Telea"]["ssim"] == pytest.approx(1.0)
+    assert metrics["OCC"]["psnr"] > 0  # finite: the unfilled hole differs from the truth
+
+
+def test_the_shipped_inpaint_export_runs(setup, tmp_path):
+    """saved_models/idgan_wid_lfw64 is a SavedModel export (inpaint signature on 112 px faces):
+    32 px faces are resized to it and back, the known pixels kept."""
+    out = tmp_path / "out"
+    res = run_tool(f"--generators=wID={REPO_ROOT / 'saved_models' / 'idgan_wid_lfw64'}",
+                   f"--images={setup / 'lfw' / 'Ann_A'}", "--classical=", "--size=32",
+                   f"--output_dir={out}")
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"OCC", "wID"}
+    assert metrics["wID"]["psnr"] > metrics["OCC"]["psnr"] + 3  # the hole is filled
+    strip = cv2.imread(str(out / "Ann_A_0001.png"))
+    assert strip.shape == (S + 16, 4 * S + 6, 3)  # input, OCC, wID, truth
+    # the wID panel equals the truth outside the hole (where OCC, the unfilled face, differs)
+    occ, wid, truth = (strip[:S, k * (S + 2):k * (S + 2) + S] for k in (1, 2, 3))
+    hole = np.any(occ != truth, axis=-1)
+    assert 0 < hole.sum() < S * S
+    np.testing.assert_array_equal(wid[~hole], truth[~hole])
+    assert np.any(wid[hole] != occ[hole])
+
+
+def test_an_embed_export_is_no_generator():
+    res = run_tool(f"--generators={REPO_ROOT / 'saved_models' / 'lcd_ir18_w16_lfw'}",
+                   f"--images={REPO_ROOT / 'saved_models' / 'samples' / 'Serena_Williams'}",
+                   "--output_dir=x")
+    assert res.returncode == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("inpaint: error: ") and line.endswith(
+        "is a SavedModel without an inpaint signature (kind 'embed'); export one with "
+        "tools/export.py --kind inpaint")
 
 
 @pytest.mark.parametrize("args, message", [

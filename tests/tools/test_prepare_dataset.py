@@ -132,4 +132,18 @@ def test_tool_two_workers_and_errors(raw_tree, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "input directory not found" in r.stderr
     r = _tool(f"--input_dir={raw_tree}", f"--output={out}", "--size=4x4x4")
-    assert r.returncode == 1 and "--size" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["prepare_dataset: error: --size must be an integer or HxW, "
+                                     "got '4x4x4'"]
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "112x0"])
+def test_tool_refuses_a_size_that_is_not_positive(raw_tree, tmp_path, size):
+    """Was exit 0 with every good image counted "unreadable"."""
+    r = _tool(f"--input_dir={raw_tree}", f"--output={tmp_path / 'o'}", f"--size={size}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [f"prepare_dataset: error: --size must be positive, got "
+                                     f"'{size}'"]
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="size must be a positive side"):
+        prepare_dataset(raw_tree, tmp_path / "o", size=int(size.split("x")[-1]))

@@ -87,15 +87,16 @@ COMMON = ["--variant=cd_sr", "--depth=18", "--width=4", "--input_size=16", "--em
           "--learning_rate=0.01", "--noprogress"]
 
 
-def test_tiny_run_counts_corrupt_images_refuses_other_config_and_resumes(tmp_path):
+def test_tiny_run_counts_corrupt_images_refuses_other_config_resumes_and_extends(tmp_path):
     data = _face_tree(tmp_path / "faces")
     model_dir = tmp_path / "run"
     proc = _run(f"--data_dir={data}", f"--model_dir={model_dir}", *COMMON)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "trained to step 4" in proc.stdout
+    assert proc.stdout.startswith("trained to step 4: loss=")
     assert (model_dir / "model.keras").is_file() and (model_dir / "config.json").is_file()
     record = json.loads((model_dir / "training.json").read_text())
     assert record["result"]["num_classes"] == 4
+    assert record["result"]["resumed_at_step"] is None
     # The two undecodable files were skipped and counted.
     assert record["result"]["final"]["skipped_images_count"] >= 1
     # Another configuration in the same model_dir: refused with one line.
@@ -103,13 +104,37 @@ def test_tiny_run_counts_corrupt_images_refuses_other_config_and_resumes(tmp_pat
                  *[a if a != "--width=4" else "--width=8" for a in COMMON])
     _one_line_error(other, "different config")
     assert "width: stored 4 != now 8" in other.stderr
-    # The same command again resumes (here: already complete) from the last checkpoint.
-    again = _run(f"--data_dir={data}", f"--model_dir={model_dir}", *COMMON, "--steps=4")
+    # The same command again: the run is complete, one line, no TF checkpoint warnings, and the
+    # finished run's record is left alone.
+    again = _run(f"--data_dir={data}", f"--model_dir={model_dir}", *COMMON)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "trained to step 4" in again.stdout
+    assert again.stdout == f"already trained to step 4; model: {model_dir / 'model.keras'}\n"
+    assert again.stderr == ""
+    assert json.loads((model_dir / "training.json").read_text()) == record
+    # A larger --steps continues the run from step 4 to step 8 (not a config mismatch).
+    longer = _run(f"--data_dir={data}", f"--model_dir={model_dir}", *COMMON, "--steps=8")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert longer.stdout.startswith("trained to step 8 (resumed at step 4): loss=")
+    assert "resumed from " in longer.stderr and "at step 4; training to step 8" in longer.stderr
+    extended = json.loads((model_dir / "training.json").read_text())["result"]
+    assert (extended["step"], extended["resumed_at_step"], extended["steps_run"]) == (8, 4, 4)
+    assert json.loads((model_dir / "config.json").read_text())["steps"] == 8
+    assert (model_dir / "checkpoints" / "ckpt-8.index").is_file()
 
 
 def test_empty_dataset_is_a_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = _run(f"--data_dir={tmp_path / 'empty'}", f"--model_dir={tmp_path / 'run'}", *COMMON)
     _one_line_error(proc, "no images found")
+
+
+def test_flags_are_the_config_fields_with_their_defaults():
+    """One flag per RecognizerConfig field: --print_config without flags is the default config."""
+    import dataclasses
+
+    from occface.train.config import RecognizerConfig
+    proc = _run("--print_config")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert list(cfg) == [f.name for f in dataclasses.fields(RecognizerConfig)]
+    assert RecognizerConfig.from_dict(cfg) == RecognizerConfig()

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from occface import export
 from occface.data import NoFaceError
 from occface.models import build_recognizer
 from occface.paths import REPO_ROOT
+from occface.serving import export_model
 from occface.verify import FaceVerifier
 
 SAMPLES = REPO_ROOT / "saved_models" / "samples"
@@ -23,8 +23,8 @@ def exported(tmp_path_factory):
     model = build_recognizer(depth=18, variant="baseline", input_shape=(32, 32, 3),
                              embedding_size=16, width=4, seed=0)
     base = tmp_path_factory.mktemp("export") / "tiny"
-    export.export_model(base, kind="embed", recognizer=model, threshold=0.5,
-                        metadata={"calibration": {"threshold": 0.5, "source": "test"}})
+    export_model(base, kind="embed", recognizer=model, threshold=0.5,
+                 metadata={"calibration": {"threshold": 0.5, "source": "test"}})
     return base
 
 
@@ -33,7 +33,8 @@ def verifier(exported):
     return FaceVerifier(exported)
 
 
-def test_same_image_scores_one_and_different_people_less(verifier):
+def test_same_image_scores_one_and_different_people_less(verifier, exported):
+    import tensorflow as tf
     a = SAMPLES / "Serena_Williams" / "Serena_Williams_0001.jpg"
     b = SAMPLES / "George_W_Bush" / "George_W_Bush_0001.jpg"
     same = verifier.compare(a, a)
@@ -41,7 +42,15 @@ def test_same_image_scores_one_and_different_people_less(verifier):
     assert same["threshold"] == 0.5
     diff = verifier.compare(a, b)
     assert diff["score"] < 1.0 - 1e-4
-    assert diff["same"] == (diff["score"] >= 0.5)
+    # The score is the cosine of the export's own embed signature on the two aligned faces,
+    # recomputed here with numpy; the verdict flips exactly at that score.
+    embed = tf.saved_model.load(str(exported / "1")).signatures["embed"]
+    faces = np.stack([verifier.load_face(a).aligned, verifier.load_face(b).aligned])
+    e = embed(images=tf.constant(faces, tf.uint8))["embeddings"].numpy().astype(np.float64)
+    cosine = float(e[0] @ e[1] / np.linalg.norm(e[0]) / np.linalg.norm(e[1]))
+    assert diff["score"] == pytest.approx(cosine, abs=1e-5)
+    assert FaceVerifier(exported, threshold=cosine - 1e-3).compare(a, b)["same"] is True
+    assert FaceVerifier(exported, threshold=cosine + 1e-3).compare(a, b)["same"] is False
     face = diff["faces"][0]
     assert face["num_faces"] >= 1 and face["score"] > 0.6
     w, h = face["box"][2:]
@@ -80,6 +89,9 @@ def test_missing_threshold_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no decision threshold"):
         FaceVerifier(path)
     assert FaceVerifier(path, threshold=0.3).threshold == 0.3
+    with pytest.raises(ValueError, match=r"threshold must be a cosine similarity in \[-1, 1\], "
+                                         "got 2"):
+        FaceVerifier(path, threshold=2)
 
 
 def _run(*args):
@@ -107,10 +119,34 @@ def test_cli_pair_json_and_gallery_and_errors(exported, tmp_path):
     assert proc.returncode == 2 and "expected two images" in proc.stderr
 
 
+def test_cli_refuses_a_directory_as_image_and_a_threshold_outside_cosine_range():
+    """Found before TensorFlow is imported, each as one line (a directory was "not found")."""
+    a = SAMPLES / "Serena_Williams" / "Serena_Williams_0001.jpg"
+    proc = _run(SAMPLES, a)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"verify: error: {SAMPLES} is a directory, not an image "
+                                        "file (to rank against a folder: --gallery)"]
+    proc = _run(SAMPLES, "--gallery", SAMPLES)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"verify: error: {SAMPLES} is a directory, not an image "
+                                        "file"]
+    proc = _run(a, "--gallery", a)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"verify: error: --gallery is not a directory: {a}"]
+    for value in ("2", "-1.5"):
+        proc = _run(a, a, f"--threshold={value}")
+        assert proc.returncode == 2
+        assert proc.stderr.splitlines() == [
+            f"verify: error: flag --threshold={value}: {float(value)} is not a number in the "
+            "range [-1.0, 1.0]"]
+
+
 def test_shipped_demo_model_on_real_pairs():
     """The README's main command: the default (shipped) model on people it never saw."""
     verifier = FaceVerifier()
-    assert verifier.metadata["calibration"]["folds"] == [8, 9, 10]
+    # the shipped default: threshold from the validation fold (0-based 6 = 1-based 7)
+    assert verifier.metadata["calibration"]["folds"] == [7]
+    assert verifier.licence.startswith("derived from insightface")
     s = SAMPLES / "Serena_Williams"
     same = verifier.compare(s / "Serena_Williams_0001.jpg", s / "Serena_Williams_0002.jpg")
     diff = verifier.compare(s / "Serena_Williams_0001.jpg",
@@ -142,8 +178,8 @@ def test_cascade_export_inpaints_the_occluded_face_per_policy(tmp_path, inpaint_
     generator = keras.Model([img, hole], keras.layers.Rescaling(255.0)(fill))
     policy = {"upper": False, "lower": inpaint_lower, "other": False}
     base = tmp_path / "cascade"
-    export.export_model(base, kind="cascade", recognizer=recognizer, generator=generator,
-                        threshold=0.5, inpaint_policy=policy)
+    export_model(base, kind="cascade", recognizer=recognizer, generator=generator,
+                 threshold=0.5, inpaint_policy=policy)
     estimator = default_occlusion_estimator()
     cascade = FaceVerifier(base, occlusion_estimator=estimator)
     plain = FaceVerifier(base)  # no occlusion estimate: plain embed path
@@ -158,3 +194,28 @@ def test_cascade_export_inpaints_the_occluded_face_per_policy(tmp_path, inpaint_
     else:
         assert with_cascade["score"] == pytest.approx(without["score"], abs=1e-5)
     assert "cascade" not in cascade.compare(a, a)  # nothing occluded: plain path
+
+    # tools/verify.py --gallery: a ranking scores every pair as compare() does, so through the
+    # cascade when a face is occluded
+    gallery = tmp_path / "gallery"
+    (gallery / "Serena_masked").mkdir(parents=True)
+    (gallery / "Serena_masked" / masked.name).write_bytes(masked.read_bytes())
+    (gallery / "Serena").mkdir()
+    (gallery / "Serena" / a.name).write_bytes(a.read_bytes())
+    ranked, ranked_plain = cascade.rank(a, gallery), plain.rank(a, gallery)
+    scores = {row["identity"]: row["score"] for row in ranked["ranking"]}
+    assert scores["Serena_masked"] == pytest.approx(with_cascade["score"], abs=1e-5)
+    assert scores["Serena"] == pytest.approx(1.0, abs=1e-5)
+    assert ranked["cascade"] == {"policy": policy, "probe_inpainted": False,
+                                 "gallery_inpainted": [str(gallery / "Serena_masked" / masked.name)]
+                                 if inpaint_lower else []}
+    plain_scores = {row["identity"]: row["score"] for row in ranked_plain["ranking"]}
+    assert plain_scores["Serena_masked"] == pytest.approx(without["score"], abs=1e-5)
+    assert "cascade" not in ranked_plain
+
+
+def test_help_names_the_default_models_licence():
+    proc = _run("--helpshort")
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert "saved_models/arcface_mbf_occ_ft" in text
+    assert "non-commercial research use only" in text

@@ -1,0 +1,45 @@
+"""Statistics over seeds: mean ± 95 % confidence interval and the paired verdict of a claim."""
+
+import numpy as np
+
+#: two-sided 97.5 % quantiles of Student's t for df = 1..10
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228}
+
+
+def mean_ci(values):
+    """``(mean, half-width of the 95 % CI)`` with Student's t (0 half-width for one value).
+
+    Parameters
+    ----------
+    values : array_like float (n,)
+        One figure per seed.
+    """
+    v = np.asarray(values, float)
+    if v.size < 2:
+        return float(v.mean()), 0.0
+    return float(v.mean()), float(T975.get(v.size - 1, 1.96) * v.std(ddof=1) / np.sqrt(v.size))
+
+
+def paired_verdict(a, b):
+    """Paired difference ``a - b`` over seeds and its verdict.
+
+    The difference is significant when the 95 % CI of the per-seed differences excludes 0 (a
+    two-sided paired t-test at 5 %).
+
+    Parameters
+    ----------
+    a, b : array_like float (n,)
+        The same figure of two arms, row ``i`` = seed ``i`` of both.
+
+    Returns
+    -------
+    dict
+        ``mean_diff``, ``ci95``, ``n`` and ``verdict``: ``"a > b"``, ``"a < b"``, ``"no
+        significant difference"`` or ``"inconclusive (one seed)"``.
+    """
+    d = np.asarray(a, float) - np.asarray(b, float)
+    m, h = mean_ci(d)
+    verdict = ("inconclusive (one seed)" if d.size < 2 else "a > b" if m - h > 0
+               else "a < b" if m + h < 0 else "no significant difference")
+    return {"mean_diff": m, "ci95": h, "n": int(d.size), "verdict": verdict}
