@@ -122,7 +122,8 @@ def test_load_keras_model_and_generator_round_trip(tmp_path):
 
 def test_custom_objects_register_without_the_upper_floors(tmp_path):
     """A generator saved with its hole layers loads in a process that imported only
-    occface.models.io: the models floor needs nothing above it."""
+    occface.models.io: the models floor needs nothing above it (``occface.choices``, the
+    TF-free list of allowed settings, is the floor below everything)."""
     from occface.inpainting import build_generator
     names = io.register_custom_objects()
     assert {"occface>HoleFill", "occface>HoleComposite", "occface>LCD", "occface>SAM",
@@ -133,7 +134,7 @@ def test_custom_objects_register_without_the_upper_floors(tmp_path):
         from occface.models.io import load_generator
         load_generator({str(tmp_path / "generator.keras")!r})
         print(sorted(m for m in sys.modules if m.startswith("occface.") and
-                     m.split(".")[1] not in ("models", "layers", "losses")))
+                     m.split(".")[1] not in ("models", "layers", "losses", "choices")))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
