@@ -3,8 +3,8 @@
 The RMFRD masked -> unmasked protocol of :mod:`occface.evaluation.rmfrd` (YuNet at 0.6 without
 the padded retry, ArcFace 112 template, the ``resize`` crop fallback; every masked probe x every
 unmasked gallery image; balanced accuracy over 10 folds by probe, TAR@FAR over all pairs, rank-1
-against the whole gallery: :func:`~occface.evaluation.rmfrd.evaluate_rmfrd_features`) where each
-masked PROBE face is, before embedding,
+against the whole gallery: :func:`~occface.evaluation.rmfrd_protocol.evaluate_rmfrd_features`)
+where each masked PROBE face is, before embedding,
 
 * ``direct``: embedded as it is;
 * ``telea`` / ``ns``: the shipped occlusion segmenter's ESTIMATED mask
@@ -158,10 +158,10 @@ def main():
     from occface.data import FaceDetector
     from occface.evaluation import embed_images
     from occface.evaluation.identification import rank1_identification
-    from occface.evaluation.metrics import l2_normalize
     from occface.evaluation.protocols import FaceSource
-    from occface.evaluation.rmfrd import (FALLBACKS, RMFRD_FARS, crop_fallback,
-                                          evaluate_rmfrd_features, probe_folds, read_rmfrd)
+    from occface.evaluation.rmfrd_data import FALLBACKS, crop_fallback, read_rmfrd
+    from occface.evaluation.rmfrd_protocol import RMFRD_FARS, evaluate_rmfrd_features, probe_folds
+    from occface.evaluation.similarity import l2_normalize
     from occface.evaluation.stats import mean_ci, paired_verdict
     from occface.inpainting.classical import classical_inpaint
     from occface.occlusion_estimate import (DEFAULT_WEIGHTS, default_occlusion_estimator,

@@ -151,7 +151,7 @@ def evaluate_run(model_path, data_dir, lfw_root, occlusion_seeds, validation_onl
     from occface.evaluation.heldout import (TEST_OCCLUSIONS, condition_scores, heldout_evaluation,
                                             score_condition, subset_pairs)
     from occface.evaluation.locality import channel_drop_robustness
-    from occface.evaluation.metrics import best_threshold
+    from occface.evaluation.verification import best_threshold
     import occface.layers  # noqa: F401  (registers occface's Keras objects for loading)
     import occface.models  # noqa: F401
     model = keras.saving.load_model(model_path, compile=False)

@@ -27,7 +27,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from occface.evaluation import EmbeddingModel  # noqa: E402
-from occface.evaluation.rmfrd import FALLBACKS, RMFRD_FARS, evaluate_rmfrd  # noqa: E402
+from occface.evaluation.rmfrd import evaluate_rmfrd  # noqa: E402
+from occface.evaluation.rmfrd_data import FALLBACKS  # noqa: E402
+from occface.evaluation.rmfrd_protocol import RMFRD_FARS  # noqa: E402
 from occface.paths import data_root  # noqa: E402
 from occface.utils import run_metadata, write_json  # noqa: E402
 

@@ -20,3 +20,13 @@ SCHEDULES = ("piecewise", "cosine", "constant")
 """Learning-rate schedules of :class:`occface.train.WarmupSchedule` after its warm-up."""
 STRATEGIES = ("default", "mirrored", "multi_worker")
 """``tf.distribute`` strategies of :func:`occface.train.make_strategy`."""
+OCCLUSION_HALVES = ("upper", "lower", "left", "right")
+"""Half-face occlusion kinds (:func:`occface.data.half_mask`; ``"left"`` is the image's left)."""
+OCCLUSION_KINDS = ("block", "mask", "sunglasses") + OCCLUSION_HALVES
+"""Synthetic occlusion kinds of :func:`occface.data.occlude` (:data:`occface.data.KINDS`): a
+random block, a MaskTheFace face mask, a sunglasses band, half the face."""
+OCCLUSION_CONDITIONS = ("none",) + OCCLUSION_KINDS
+"""Conditions of the occluded-pair evaluation: clean (``"none"``) or one synthetic occlusion kind
+(:data:`occface.evaluation.OCCLUSION_KINDS`)."""
+FINETUNE_ARMS = ("pretrained", "clean", "occlusion", "lcd", "lcd_occlusion")
+"""Arms of the occlusion fine-tuning study (the keys of :data:`occface.train.finetune.ARMS`)."""

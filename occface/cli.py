@@ -13,9 +13,12 @@ Every tool ends in :func:`run`, the one route from the command line to its ``mai
 4. only then is TensorFlow imported (:func:`import_tensorflow_quietly`) and ``main`` called.
 
 Tools therefore import nothing heavy at module level: their flags are defined from plain
-constants or, for a training tool, from its config dataclass (:func:`define_config_flags`, one
-flag per field; read back by :func:`config_from_flags`), and TensorFlow-backed modules are
-imported inside ``main``.
+constants (the choices from :mod:`occface.choices`) or, for a training tool, from its config
+dataclass (:func:`define_config_flags`, one flag per field; read back by
+:func:`config_from_flags`), and TensorFlow-backed modules are imported inside ``main``.
+
+What the training tools share beyond this (input checks, console, run wrap-up) is in
+:mod:`occface.cli_training`.
 """
 
 import dataclasses
@@ -29,10 +32,6 @@ flags.disclaim_key_flags()
 
 #: Exit status of a usage mistake (a bad flag, argument or missing input), as argparse's.
 USAGE_ERROR = 2
-#: Choices of a tool flag whose library constant lives in a TensorFlow-importing module, spelled
-#: out so that flags parse without TensorFlow (tests/tools/test_cli_route.py keeps it equal to
-#: ``occface.train.finetune.ARMS``); the other choices come from :mod:`occface.choices`.
-FINETUNE_ARMS = ("pretrained", "clean", "occlusion", "lcd", "lcd_occlusion")
 #: Command-line spellings of absl's help flags, plus ``-h`` (an alias of ``--help`` here).
 HELP_ARGS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort", "--helpfull",
              "-helpfull", "--helpxml", "-helpxml")
@@ -201,6 +200,14 @@ def calibration_folds(values):
     return folds
 
 
+def checked_calibration_folds(prog, values):
+    """:func:`calibration_folds`, a bad value reported as ``<prog>: error: ...`` (exit status 2)."""
+    try:
+        return calibration_folds(values)
+    except ValueError as err:
+        fail(prog, str(err), code=USAGE_ERROR)
+
+
 def parse_int_ranges(value):
     """``"0-6"`` / ``"0,1,2"`` / ``"0-2 5"`` / ``["0-6", "8"]`` -> list of ints (ranges inclusive).
 
@@ -241,3 +248,4 @@ def import_tensorflow_quietly():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+

@@ -1,4 +1,5 @@
-"""Small shared helpers: run metadata for result files, atomic writes, a console progress bar."""
+"""Small shared helpers: run metadata for result files, atomic writes, a console progress bar,
+settings checks."""
 
 import json
 import os
@@ -50,6 +51,41 @@ def run_metadata(settings=None):
     except ImportError:  # pragma: no cover - TF is a hard requirement in practice
         pass
     return meta
+
+
+def ensure(ok, message):
+    """Raise ``ValueError(message)`` unless ``ok`` (the settings checks of the run configs)."""
+    if not ok:
+        raise ValueError(message)
+
+
+def ensure_each(settings, keys, ok, message):
+    """:func:`ensure` that ``ok(value)`` holds for the attribute ``key`` of ``settings``, per key.
+
+    Parameters
+    ----------
+    settings : object
+        A config (e.g. a dataclass instance).
+    keys : iterable of str
+        The attributes to check, in order (the first failing one is named).
+    ok : callable
+        ``ok(value) -> bool``.
+    message : str
+        Format string with ``{key}`` and ``{value}`` (e.g. ``"{key} must be >= 0, got {value}"``).
+
+    Examples
+    --------
+    >>> class Settings:
+    ...     steps, warmup = 10, -1
+    >>> ensure_each(Settings, ("steps", "warmup"), lambda v: v >= 0,
+    ...             "{key} must be >= 0, got {value}")
+    Traceback (most recent call last):
+    ...
+    ValueError: warmup must be >= 0, got -1
+    """
+    for key in keys:
+        value = getattr(settings, key)
+        ensure(ok(value), message.format(key=key, value=value))
 
 
 def write_atomic(path, data, mode="w"):

@@ -13,6 +13,7 @@ import pathlib
 
 import numpy as np
 
+from occface.data.folders import IMAGE_EXTENSIONS
 from occface.paths import REPO_ROOT
 
 ALIGNED_SIZE = 112
@@ -23,7 +24,6 @@ DEFAULT_MODEL = REPO_ROOT / "saved_models" / "arcface_mbf_occ_ft"
 Its weights derive from insightface's: non-commercial research use only (its MODEL_CARD.md).
 :data:`DEMO_MODEL` is the fully occface-trained, unencumbered alternative."""
 DEMO_MODEL = REPO_ROOT / "saved_models" / "lcd_ir18_w16_lfw"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 
 
 @dataclasses.dataclass
@@ -258,8 +258,8 @@ class FaceVerifier:
         for item in sorted(gallery_dir.iterdir()):
             if item.is_dir():
                 entries += [(item.name, p) for p in sorted(item.iterdir())
-                            if p.suffix.lower() in IMAGE_SUFFIXES]
-            elif item.suffix.lower() in IMAGE_SUFFIXES:
+                            if p.suffix.lower() in IMAGE_EXTENSIONS]
+            elif item.suffix.lower() in IMAGE_EXTENSIONS:
                 entries.append((item.stem, item))
         if not entries:
             raise ValueError(f"gallery folder {gallery_dir} holds no images")
@@ -321,5 +321,5 @@ def gallery_size(gallery_dir):
     """Number of images a :meth:`FaceVerifier.rank` call will read (for a progress bar)."""
     n = 0
     for root, _, files in os.walk(gallery_dir):
-        n += sum(os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES for f in files)
+        n += sum(os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in files)
     return n

@@ -28,7 +28,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
-from occface import cli  # noqa: E402
+from occface import choices, cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 PROG = "evaluate"
@@ -49,8 +49,8 @@ flags.DEFINE_enum("align", "detect", ["detect", "aligned"],
                   "pairs/megaface/rmfrd: detect + align the image files, or use them as aligned "
                   "faces.")
 flags.DEFINE_string("occlusion", "none",
-                    "Comma-separated conditions: none, block, mask, sunglasses, upper, lower, "
-                    "left, right (or 'all').")
+                    f"Comma-separated conditions: {', '.join(choices.OCCLUSION_CONDITIONS)} (or "
+                    f"'all').")
 flags.DEFINE_enum("occlude", "both", ["both", "one"],
                   "Occlude both images of each pair, or only the second (probe) image.")
 flags.DEFINE_integer("seed", 0,
@@ -109,10 +109,11 @@ def _check(argv):
 def main(argv):
     del argv
     from occface.models.io import load_embedding_model
-    from occface.evaluation.runner import (DEFAULT_DATA_DIRS, check_protocol_options,
-                                           format_table, parse_occlusions, plot_roc,
-                                           plot_condition_accuracy, accuracy_plot_path,
-                                           run_evaluation)
+    from occface.evaluation.plots import accuracy_plot_path, plot_condition_accuracy, plot_roc
+    from occface.evaluation.report_table import format_table
+    from occface.evaluation.run_options import (DEFAULT_DATA_DIRS, check_protocol_options,
+                                                parse_occlusions)
+    from occface.evaluation.runner import run_evaluation
     from occface.utils import ProgressBar, run_metadata, write_json
 
     settings = {name: FLAGS[name].value for name in (

@@ -59,10 +59,7 @@ def _check(argv):
     for flag in ("model", "generator", "cascade_evidence", "check_images"):
         if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
             _fail(f"--{flag} not found: {FLAGS[flag].value}")
-    try:
-        cli.calibration_folds(FLAGS.calibration_folds)
-    except ValueError as err:
-        _fail(str(err))
+    cli.checked_calibration_folds(PROG, FLAGS.calibration_folds)
 
 
 def main(argv):

@@ -22,13 +22,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from occface import cli  # noqa: E402
+from occface.choices import FINETUNE_ARMS  # noqa: E402
 from occface.utils import json_text  # noqa: E402
 from occface.paths import data_root  # noqa: E402
 
 PROG = "finetune_recognizer"
 flags.DEFINE_string("onnx", None, "Pretrained ONNX recognizer; default: "
                     "$OCCFACE_DATA/models/arcface_mbf_w600k/w600k_mbf.onnx.")
-flags.DEFINE_enum("arm", "lcd_occlusion", list(cli.FINETUNE_ARMS),
+flags.DEFINE_enum("arm", "lcd_occlusion", list(FINETUNE_ARMS),
                   "What the student is trained with.")
 flags.DEFINE_integer("seed", 0, "Seed of the data order, occlusion draws and LCD.")
 flags.DEFINE_integer("steps", 400, "Training steps.", lower_bound=1)

@@ -68,10 +68,7 @@ def _check(argv):
         _fail(f"--output {output} is a directory")
     if not os.path.isfile(FLAGS.onnx):
         _fail(f"ONNX file not found: {FLAGS.onnx}")
-    try:
-        cli.calibration_folds(FLAGS.calibration_folds)
-    except ValueError as err:
-        _fail(str(err))
+    cli.checked_calibration_folds(PROG, FLAGS.calibration_folds)
 
 
 def main(argv):

@@ -41,12 +41,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags, logging as absl_logging  # noqa: E402
 
-from occface import cli  # noqa: E402
+from occface import choices, cli  # noqa: E402
+from occface.data.folders import IMAGE_EXTENSIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 PROG = "inpaint"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
-OCCLUSIONS = ("block", "mask", "sunglasses", "upper", "lower", "left", "right")
 
 flags.DEFINE_list("generators", [], "name=path of ID-GAN generators (generator.keras, a training "
                   "model_dir, or an inpaint/cascade SavedModel export such as "
@@ -58,7 +57,8 @@ flags.DEFINE_integer("size", 0, "Face side; 0 = the first generator's input size
                      "aligned size, 112; 128 without generators).", lower_bound=0)
 flags.DEFINE_string("output_dir", None, "Where the PNGs and metrics go.")
 flags.DEFINE_integer("seed", 0, "Synthetic occlusion seed.")
-flags.DEFINE_enum("occlusion", "block", OCCLUSIONS, "Synthetic occlusion kind.")
+flags.DEFINE_enum("occlusion", "block", list(choices.OCCLUSION_KINDS),
+                  "Synthetic occlusion kind.")
 # images mode
 flags.DEFINE_list("images", [], "Face images or directories of them.")
 flags.DEFINE_list("masks", [], "Mask images (one per face, same order) or one directory with masks "

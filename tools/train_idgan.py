@@ -21,16 +21,12 @@ Examples::
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from absl import flags, logging as absl_logging  # noqa: E402
+from absl import flags  # noqa: E402
 
-from occface import cli  # noqa: E402
-
-# The flags are generated from IDGANConfig, whose package (occface.inpainting) imports
-# TensorFlow: unlike the other tools, this one imports it before parsing its flags.
-cli.import_tensorflow_quietly()
+from occface import cli, cli_training  # noqa: E402
+from occface.inpainting.config import IDGANConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 PROG = "train_idgan"
@@ -109,16 +105,11 @@ HELP = {
 }
 
 
-def _define_flags():
-    from occface.inpainting.trainer import IDGANConfig
-    cli.define_config_flags(IDGANConfig, help_texts=HELP)
-    flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many logical devices "
-                         "(lets --strategy=mirrored run replicas on a CPU-only machine); 0 = leave "
-                         "as is.", lower_bound=0)
-    flags.DEFINE_bool("progress", True, "Draw a progress bar on stderr.")
-
-
-_define_flags()
+# One flag per IDGANConfig field (same name and default, help from HELP);
+# occface.inpainting.config imports no TensorFlow.
+cli.define_config_flags(IDGANConfig, help_texts=HELP)
+# Tool-only flags.
+cli_training.define_training_console_flags()  # --num_cpu_devices, --progress
 
 
 def _fail(message, code=1):
@@ -126,7 +117,6 @@ def _fail(message, code=1):
 
 
 def _config_dict():
-    from occface.inpainting.trainer import IDGANConfig
     cfg = cli.config_from_flags(IDGANConfig)
     try:
         cfg["train_folds"] = cli.parse_int_ranges(cfg["train_folds"])
@@ -140,99 +130,28 @@ def _check(argv):
     """Flag and path mistakes, before any model or data is built."""
     del argv
     cfg = _config_dict()
-    if not cfg["model_dir"]:
-        _fail("--model_dir is required")
-    if not cfg["data_dir"]:
-        _fail("--data_dir is required")
-    if not os.path.exists(cfg["data_dir"]):
-        _fail(f"training data not found: --data_dir={cfg['data_dir']}")
-    for flag in ("lfw_pairs", "parser_path"):
-        if cfg[flag] and not os.path.isfile(cfg[flag]):
-            _fail(f"--{flag} file not found: {cfg[flag]}")
-    if cfg["init_generator"] and not os.path.exists(cfg["init_generator"]):
-        _fail(f"--init_generator not found: {cfg['init_generator']}")
-    if cfg["recognizer_path"] and not os.path.exists(cfg["recognizer_path"]):
-        _fail(f"--recognizer_path not found: {cfg['recognizer_path']}")
+    cli_training.check_training_inputs(PROG, cfg, files=("lfw_pairs", "parser_path"),
+                                       paths=("init_generator", "recognizer_path"))
     if cfg["strategy"] == "multi_worker" and not os.environ.get("TF_CONFIG"):
         _fail("--strategy=multi_worker needs the TF_CONFIG environment variable")
 
 
-class _Progress:
-    """Console progress bar (created at the first step, so a resumed run counts only its steps)."""
-
-    KEYS = ("loss_g", "reconstruction", "loss_d", "wasserstein_global")
-
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, step, total, values):
-        if not self.enabled:
-            return
-        from occface.utils import ProgressBar
-        if self.bar is None:
-            start = step - 1
-            desc = "train" if start == 0 else f"train (resumed at {start})"
-            self.bar = ProgressBar(total=total - start, desc=desc, unit="step")
-        postfix = " ".join(f"{k}={values[k]:.3g}" for k in self.KEYS if k in values)
-        self.bar.update(1, postfix=f"step {step}/{total} {postfix}")
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _route_library_logs(progress):
-    """The library's INFO logs on stderr, each on its own line above the progress bar."""
-    import logging
-
-    class Handler(logging.Handler):
-        def emit(self, record):
-            try:
-                msg = self.format(record)
-                if progress.bar is not None:
-                    msg = ("\r\033[K" if sys.stderr.isatty() else "\n") + msg
-                sys.stderr.write(msg + "\n")
-                sys.stderr.flush()
-            except Exception:  # noqa: BLE001 - logging must never break training
-                self.handleError(record)
-
-    handler = Handler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("occface")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+#: The scalars the progress bar and the final line show.
+SCALARS = ("loss_g", "reconstruction", "loss_d", "wasserstein_global")
 
 
 def main(argv):
     del argv
     cfg = _config_dict()
-    if FLAGS.num_cpu_devices:
-        import tensorflow as tf
-        cpus = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * FLAGS.num_cpu_devices)
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    progress = _Progress(FLAGS.progress)
-    _route_library_logs(progress)
+    progress = cli_training.training_console(SCALARS, ".3g")
 
-    from occface.inpainting.trainer import IDGANConfig, train_idgan
-    from occface.train import ConfigMismatchError, NonFiniteLossError
-    try:
-        config = IDGANConfig.from_dict(cfg)
-        result = train_idgan(config, progress=progress)
-    except (ValueError, FileNotFoundError, ConfigMismatchError, NonFiniteLossError) as err:
-        progress.close()
-        _fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-    except KeyboardInterrupt:
-        progress.close()
-        _fail("interrupted; run the same command again to resume from the last checkpoint",
-              code=130)
-    progress.close()
+    def train():
+        from occface.inpainting.trainer import train_idgan
+        return train_idgan(IDGANConfig.from_dict(cfg), progress=progress)
+
+    result = cli_training.run_training(PROG, train, progress)
     final = result.get("final", {})
-    summary = ", ".join(f"{k}={final[k]:.4g}" for k in _Progress.KEYS if k in final)
+    summary = ", ".join(f"{k}={final[k]:.4g}" for k in SCALARS if k in final)
     ips = result.get("images_per_sec")
     if ips:
         summary += f", {ips:.1f} images/s"

@@ -107,7 +107,7 @@ class InMemoryImages:
 
     @classmethod
     def from_source(cls, source, size):
-        """Decode a file-list source of :func:`occface.data.pipeline.open_source`."""
+        """Decode a :class:`occface.data.sources.FileListSource` (image folders)."""
         paths = getattr(source, "paths", None)
         if paths is None:
             raise ValueError(f"in_memory needs an image-folder training source, not a "

@@ -25,6 +25,7 @@ import time
 import cv2
 import numpy as np
 
+from occface.data.folders import identity_folders
 from occface.utils import run_metadata, write_json
 
 log = logging.getLogger(__name__)
@@ -52,19 +53,9 @@ def list_identity_tree(input_dir):
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input directory not found: {input_dir}")
     classes, items = [], []
-    for entry in sorted(os.scandir(input_dir), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        files = []
-        for dirpath, dirnames, filenames in os.walk(entry.path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    files.append(os.path.relpath(os.path.join(dirpath, name), input_dir))
-        if files:
-            label = len(classes)
-            classes.append(entry.name)
-            items.extend((label, f) for f in files)
+    for label, (identity, files) in enumerate(identity_folders(input_dir)):
+        classes.append(identity)
+        items.extend((label, os.path.relpath(f, input_dir)) for f in files)
     if not items:
         raise ValueError(f"no identity folders with files in {input_dir} (expected "
                          f"<input_dir>/<identity>/<image>)")

@@ -17,9 +17,10 @@ identities of folds 0–5 (plus people in no pair) is scored as follows:
 
 import numpy as np
 
-from occface.evaluation.metrics import best_threshold, operating_point, pair_scores, \
-    verification_accuracy
 from occface.evaluation.protocols import PairSet
+from occface.evaluation.roc import operating_point
+from occface.evaluation.similarity import pair_scores
+from occface.evaluation.verification import best_threshold, verification_accuracy
 
 #: Test conditions (one face of each pair occluded), as in the LCD study (issue 14).
 TEST_OCCLUSIONS = ("none", "mask", "sunglasses", "upper", "lower", "block")

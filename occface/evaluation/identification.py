@@ -10,7 +10,7 @@ every distractor (and every wrong gallery entry).
 
 import numpy as np
 
-from occface.evaluation.metrics import l2_normalize
+from occface.evaluation.similarity import l2_normalize
 
 __all__ = ["max_similarity", "rank1_identification", "megaface_rank1"]
 

@@ -10,11 +10,13 @@ import hashlib
 
 import numpy as np
 
+from occface.choices import OCCLUSION_CONDITIONS
+
 __all__ = ["OCCLUSION_KINDS", "image_rng", "occlude_face", "pair_occlusion"]
 
-#: Occlusion kinds the tools accept (``"none"`` = clean); the kinds themselves are implemented by
-#: ``occface.data.occlude``.
-OCCLUSION_KINDS = ("none", "block", "mask", "sunglasses", "upper", "lower", "left", "right")
+#: Occlusion kinds the tools accept (``"none"`` = clean): the evaluation conditions of
+#: :data:`occface.choices.OCCLUSION_CONDITIONS`; ``occface.data.occlude`` implements the kinds.
+OCCLUSION_KINDS = OCCLUSION_CONDITIONS
 
 
 def image_rng(seed, key):

@@ -15,9 +15,11 @@ import pathlib
 
 import numpy as np
 
+from occface.data.folders import IMAGE_EXTENSIONS
 from occface.evaluation.embedding import as_embedding_model, embed_images
-from occface.evaluation.metrics import (feature_robustness, fold_ids, operating_point, pair_scores,
-                                        roc, verification_accuracy)
+from occface.evaluation.roc import operating_point, roc
+from occface.evaluation.similarity import feature_robustness, pair_scores
+from occface.evaluation.verification import fold_ids, verification_accuracy
 from occface.evaluation.occlusion import OCCLUSION_KINDS, occlude_face, pair_occlusion
 
 __all__ = ["PairSet", "FaceSource", "EmbeddingCache", "lfw_pair_set", "bin_pair_set",
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 
 #: FAR targets reported for pair protocols (6,000 LFW pairs: 3,000 impostors, so 1e-3 is 3 pairs).
 LFW_FARS = (1e-3, 1e-2, 1e-1)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
 @dataclasses.dataclass
@@ -185,7 +186,9 @@ class FaceSource:
         from occface.data import template_landmarks
         return template_landmarks((shape[0], shape[1]))
 
-    def _load(self, key):
+    def load(self, key):
+        """Read one face, bypassing the in-memory cache: ``(image uint8 (S, S, 3), landmarks
+        (5, 2), found)``; :meth:`get` caches what this returns."""
         if self.mode == "array":
             img = np.asarray(self.images[int(key)])
             return img, self._landmarks(img.shape), True
@@ -215,7 +218,7 @@ class FaceSource:
         """``(image uint8 (S, S, 3), landmarks (5, 2), found)`` for ``key``."""
         hit = self._faces.get(key)
         if hit is None:
-            hit = self._load(key)
+            hit = self.load(key)
             self._faces[key] = hit
             self.stats["loaded"] += 1
             self.stats["not_found"] += int(not hit[2])

@@ -1,79 +1,31 @@
 """One call from "a model and a benchmark" to a report: the logic behind ``tools/evaluate.py``.
 
 :func:`run_evaluation` evaluates a model on one protocol under one or more occlusion conditions
-and returns a JSON-able report; :func:`format_table` renders it as the papers' tables and
-:func:`plot_roc` draws the ROC curves (matplotlib optional).
+(the condition loop of each protocol) and returns a JSON-able report. Its options are checked by
+:mod:`~occface.evaluation.run_options`; :func:`~occface.evaluation.report_table.format_table`
+renders the report as the papers' tables and :mod:`~occface.evaluation.plots` draws it
+(matplotlib optional).
 """
 
 import logging
-import math
 import pathlib
 import time
 
 import numpy as np
 
+from occface.data.folders import IMAGE_EXTENSIONS
 from occface.evaluation.embedding import as_embedding_model, embed_images
 from occface.evaluation.identification import megaface_rank1
-from occface.evaluation.metrics import DEFAULT_FARS
-from occface.evaluation.occlusion import OCCLUSION_KINDS
-from occface.evaluation.protocols import (IMAGE_EXTENSIONS, LFW_FARS, EmbeddingCache, FaceSource,
-                                          bin_pair_set, evaluate_pairs, lfw_pair_set, list_images,
+from occface.evaluation.protocols import (LFW_FARS, EmbeddingCache, FaceSource, bin_pair_set,
+                                          evaluate_pairs, lfw_pair_set, list_images,
                                           read_pair_list)
+from occface.evaluation.roc import DEFAULT_FARS
+from occface.evaluation.run_options import (PROTOCOLS, check_protocol_options, default_data_dir,
+                                            parse_occlusions)
 
-__all__ = ["PROTOCOLS", "DEFAULT_DATA_DIRS", "run_evaluation", "format_table", "plot_roc",
-           "parse_occlusions", "check_protocol_options"]
+__all__ = ["run_evaluation"]
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("lfw", "bin", "ijbc", "megaface", "pairs", "rmfrd")
-#: Protocols whose data directory defaults to the shared data (``<data_root>/<name>``).
-DEFAULT_DATA_DIRS = {"lfw": "lfw", "rmfrd": "rmfrd_subset"}
-
-
-def parse_occlusions(text):
-    """``"none,mask"`` -> ``["none", "mask"]`` (``"all"`` = every kind), validated."""
-    if isinstance(text, (list, tuple)):
-        kinds = list(text)
-    else:
-        kinds = [k.strip() for k in str(text).split(",") if k.strip()]
-    if kinds == ["all"]:
-        kinds = list(OCCLUSION_KINDS)
-    if not kinds:
-        raise ValueError("no occlusion kind given")
-    for k in kinds:
-        if k not in OCCLUSION_KINDS:
-            raise ValueError(f"unknown occlusion {k!r}; choose from {', '.join(OCCLUSION_KINDS)} "
-                             "(comma-separated) or 'all'")
-    return list(dict.fromkeys(kinds))
-
-
-def _default_data_dir(protocol):
-    if protocol not in DEFAULT_DATA_DIRS:
-        raise ValueError(f"--data_dir is required for protocol {protocol!r}")
-    from occface.paths import data_root
-    return data_root() / DEFAULT_DATA_DIRS[protocol]
-
-
-def check_protocol_options(protocol, occlusions=("none",), max_pairs=None):
-    """Reject option combinations a protocol cannot honour (cheap: no data, no model).
-
-    ``rmfrd`` measures real masks on every pair: synthetic ``occlusions`` other than ``"none"``
-    and ``max_pairs`` are errors (``occlude`` is ignored, as for any clean condition).
-
-    Raises
-    ------
-    ValueError
-        Naming the protocol and the option.
-    """
-    if protocol != "rmfrd":
-        return
-    occlusions = parse_occlusions(occlusions)
-    if occlusions != ["none"]:
-        raise ValueError(f"protocol 'rmfrd' has real masks, synthetic occlusion does not apply: "
-                         f"--occlusion must be 'none', got {','.join(occlusions)!r}")
-    if max_pairs is not None:
-        raise ValueError("protocol 'rmfrd' always evaluates every pair: --max_pairs is not "
-                         "supported")
 
 
 def _subsample_pairs(pairs, max_pairs, seed):
@@ -140,10 +92,10 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
         ``pairs``: a pair list ``<a> <b> <0|1> [<fold>]``. ``rmfrd``: real masked probes vs
         unmasked gallery (:mod:`occface.evaluation.rmfrd`; ``data_dir`` defaults to the shared
         ``rmfrd_subset``); only ``occlusions=("none",)``, no ``max_pairs``
-        (:func:`check_protocol_options`); ``fars`` default ``(1e-2, 1e-3)``; ``align="aligned"``
-        skips detection.
+        (:func:`~occface.evaluation.run_options.check_protocol_options`); ``fars`` default
+        ``(1e-2, 1e-3)``; ``align="aligned"`` skips detection.
     occlusions : sequence of str
-        Conditions, each a kind of :data:`OCCLUSION_KINDS` (``"none"`` = clean).
+        Conditions, each a kind of ``OCCLUSION_KINDS`` (``"none"`` = clean).
     occlude : {"both", "one"}
         Occlude both images of a pair, or only the probe side.
     align : {"detect", "aligned"}
@@ -153,13 +105,15 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
     fars : sequence of float, optional
         TAR@FAR targets (default 1e-3..1e-1 for pairs, 1e-6..1e-1 for IJB-C).
     use_faceness, occluded_list, occluded_mode, ijbc_target
-        IJB-C options (see :mod:`occface.evaluation.ijbc`).
+        IJB-C options (see :mod:`occface.evaluation.ijbc`,
+        :mod:`occface.evaluation.ijbc_templates`).
     max_pairs : int, optional
         Quick runs: evaluate a stratified subset of this many pairs.
     progress_factory : callable, optional
         ``progress_factory(total=..., desc=...)`` -> object with ``update(n)`` and ``close()``.
     rmfrd_fallback : {"resize", "center"}
-        ``rmfrd``: face of a crop without a detection (:data:`occface.evaluation.rmfrd.FALLBACKS`).
+        ``rmfrd``: face of a crop without a detection
+        (:data:`occface.evaluation.rmfrd_data.FALLBACKS`).
 
     Returns
     -------
@@ -175,7 +129,7 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
         raise ValueError(f"align must be 'detect' or 'aligned', got {align!r}")
     occlusions = parse_occlusions(occlusions)
     check_protocol_options(protocol, occlusions, max_pairs)
-    data_dir = pathlib.Path(data_dir) if data_dir else _default_data_dir(protocol)
+    data_dir = pathlib.Path(data_dir) if data_dir else default_data_dir(protocol)
     if not data_dir.exists():
         raise FileNotFoundError(f"data not found: {data_dir}")
     t0 = time.monotonic()
@@ -187,7 +141,8 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
                                 fars or DEFAULT_FARS, ijbc_target, use_faceness, occluded_list,
                                 occluded_mode, progress_factory))
     elif protocol == "rmfrd":
-        from occface.evaluation.rmfrd import RMFRD_FARS, evaluate_rmfrd
+        from occface.evaluation.rmfrd import evaluate_rmfrd
+        from occface.evaluation.rmfrd_protocol import RMFRD_FARS
         res = evaluate_rmfrd(model, data_dir, flip=flip, seed=seed, fars=fars or RMFRD_FARS,
                              batch_size=batch_size, cache_dir=cache_dir, fallback=rmfrd_fallback,
                              align=align, progress_factory=progress_factory)
@@ -220,8 +175,9 @@ def run_evaluation(model, protocol="lfw", data_dir=None, occlusions=("none",), o
 
 def _run_ijbc(model, root, occlusions, seed, flip, batch_size, size, fars, target, use_faceness,
               occluded_list, occluded_mode, progress_factory):
-    from occface.evaluation.ijbc import (evaluate_ijbc_features, ijbc_image_features,
-                                         occluded_subset, read_ijbc, read_image_list)
+    from occface.evaluation.ijbc import occluded_subset, read_ijbc, read_image_list
+    from occface.evaluation.ijbc_images import ijbc_image_features
+    from occface.evaluation.ijbc_templates import evaluate_ijbc_features
     meta = read_ijbc(root, target=target)
     subset = None
     if occluded_list:
@@ -264,7 +220,7 @@ def _run_megaface(model, root, occlusions, occlude, seed, flip, batch_size, alig
         if progress_factory else None
     dsource = FaceSource(align, size=size)
     for s in range(0, len(distractor_keys), 1024):
-        imgs = np.stack([dsource._load(k)[0] for k in distractor_keys[s:s + 1024]])
+        imgs = np.stack([dsource.load(k)[0] for k in distractor_keys[s:s + 1024]])
         dfeats.append(embed_images(model, imgs, batch_size, flip,
                                    progress=bar.update if bar else None))
     if bar is not None:
@@ -282,179 +238,3 @@ def _run_megaface(model, root, occlusions, occlude, seed, flip, batch_size, alig
         conditions.append(res)
     return {"conditions": conditions,
             "faces": {"mode": source.mode, "size": source.size, **source.stats}}
-
-
-def _condition_name(res):
-    if res.get("protocol") == "rmfrd":
-        return "masked vs unmasked"
-    name = "clean" if res["occlusion"] == "none" else f"{res['occlusion']} ({res['occlude']})"
-    if res.get("subset", "all") != "all":
-        name += f" [{res['subset']}]"
-    return name
-
-
-def _fmt_far(key):
-    f = float(key)
-    exp = math.log10(f) if f > 0 else None
-    return f"1e{int(round(exp))}" if exp is not None and abs(exp - round(exp)) < 1e-9 else key
-
-
-def format_table(report):
-    """The report as a plain-text table (accuracy ± std, TAR@FAR columns, AUC, robustness)."""
-    conds = report["conditions"]
-    lines = [f"protocol {report['protocol']}  model {report['model'].get('source')}  "
-             f"flip {report['flip']}  seed {report['seed']}"]
-    if report["protocol"] == "megaface":
-        lines.append(f"{'condition':<24s} {'rank-1 (%)':>10s} {'pairs':>8s} {'distractors':>12s}")
-        for r in conds:
-            lines.append(f"{_condition_name(r):<24s} {100 * r['rank1']:10.2f} {r['n_pairs']:8d} "
-                         f"{r['n_distractors']:12d}")
-        return "\n".join(lines)
-    if report["protocol"] == "rmfrd":
-        return "\n".join(lines + _rmfrd_rows(conds))
-    fars = list(conds[0]["tar_at_far"])
-    head = f"{'condition':<34s}"
-    if report["protocol"] != "ijbc":
-        head += f" {'accuracy (%)':>16s}"
-    head += "".join(f" {'TAR@' + _fmt_far(f):>10s}" for f in fars) + f" {'AUC':>7s}"
-    if report["protocol"] != "ijbc":
-        head += f" {'R (Eq.8)':>9s}"
-    lines.append(head)
-    for r in conds:
-        row = f"{_condition_name(r):<34s}"
-        if report["protocol"] != "ijbc":
-            row += f" {100 * r['accuracy']:8.2f} ± {100 * r['std']:5.2f}"
-        row += "".join(f" {100 * r['tar_at_far'][f]:10.2f}" for f in fars)
-        row += f" {r['auc']:7.4f}"
-        if report["protocol"] != "ijbc":
-            rob = r.get("feature_robustness")
-            row += f" {rob:9.4f}" if rob is not None else f" {'-':>9s}"
-        lines.append(row)
-    pts = [p for r in conds for p in r.get("operating_points", []) if p["below_resolution"]]
-    if pts:
-        lines.append(f"(TAR at FAR < 1/N_impostor = {1 / pts[0]['n_neg']:.2g} is the TAR at FAR 0)")
-    return "\n".join(lines)
-
-
-def _rmfrd_rows(conds):
-    fars = list(conds[0]["tar_at_far"])
-    head = (f"{'condition':<24s} {'balanced acc (%)':>16s}"
-            + "".join(f" {'TAR@' + _fmt_far(f):>10s}" for f in fars)
-            + f" {'rank-1 (%)':>10s} {'fallbacks':>9s}")
-    rows = [head]
-    for r in conds:
-        rows.append(f"{_condition_name(r):<24s} "
-                    f"{100 * r['accuracy']:8.2f} ± {100 * r['std']:5.2f}"
-                    + "".join(f" {100 * r['tar_at_far'][f]:10.2f}" for f in fars)
-                    + f" {100 * r['rank1']:10.2f} {r['n_fallback']:9d}")
-        rows.append(f"({r['n_probes']} masked probes x {r['n_gallery']} unmasked: "
-                    f"{r['n_genuine']:,} genuine / {r['n_impostor']:,} impostor pairs, FAR "
-                    f"resolution 1/{r['n_impostor']:,}; balanced set {r['n_balanced_pairs']:,} "
-                    f"pairs in {r['n_folds']} folds by probe;")
-        rows.append(f" no face found in {r['n_fallback_probes']} masked + "
-                    f"{r['n_fallback_gallery']} unmasked crops, fallback {r['fallback']})")
-    return rows
-
-
-def plot_roc(report, path):
-    """Plot every condition's ROC curve to ``path``.
-
-    Raises
-    ------
-    ImportError
-        matplotlib is not installed (it is an optional extra: ``pip install occface[plot]``).
-    ValueError
-        The report has no ROC curves (MegaFace).
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    curves = [(r, r["roc"]) for r in report["conditions"] if "roc" in r]
-    if not curves:
-        raise ValueError(f"protocol {report['protocol']} has no ROC curve to plot")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for r, c in curves:
-        fpr, tpr = np.asarray(c["fpr"]), np.asarray(c["tpr"])
-        ok = fpr > 0
-        ax.plot(fpr[ok], tpr[ok], label=f"{_condition_name(r)} (AUC {r['auc']:.3f})")
-    ax.set_xscale("log")
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
-    ax.set_ylim(0, 1.01)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(f"{report['protocol']}: {report['model'].get('source')}", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
-
-
-def accuracy_plot_path(roc_path):
-    """Where :func:`plot_condition_accuracy` goes beside a ROC plot: ``roc.png`` →
-    ``roc_accuracy.png``."""
-    path = pathlib.Path(roc_path)
-    return path.with_name(f"{path.stem}_accuracy{path.suffix or '.png'}")
-
-
-def plot_condition_accuracy(report, path):
-    """Bar chart of every condition's accuracy (clean, mask, sunglasses, block …) to ``path``.
-
-    One bar per condition of ``report["conditions"]`` in the report's order: verification
-    accuracy (with its ± std over folds as an error bar) where the protocol has one, else
-    MegaFace rank-1; the value is written above each bar.
-
-    Returns
-    -------
-    dict
-        ``path``; ``size`` ``(width, height)`` in pixels; ``metric`` (``"accuracy"`` or
-        ``"rank1"``); ``bars``: list of ``{"label", "value", "box"}`` with the bar's pixel box
-        ``(x0, y0, x1, y1)`` (y down, as in the PNG).
-
-    Raises
-    ------
-    ImportError
-        matplotlib is not installed.
-    ValueError
-        No condition has an accuracy or rank-1 (e.g. IJB-C, which reports TAR@FAR).
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    conds = report["conditions"]
-    metric = next((m for m in ("accuracy", "rank1") if any(m in r for r in conds)), None)
-    if metric is None:
-        raise ValueError(f"protocol {report['protocol']} reports no accuracy to plot")
-    rows = [r for r in conds if metric in r]
-    labels = [_condition_name(r) for r in rows]
-    values = np.array([100 * r[metric] for r in rows])
-    errors = np.array([100 * r.get("std", 0.0) for r in rows])
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 4.5), dpi=120)
-    colours = ["#4c72b0" if r.get("occlusion", "none") == "none" else "#dd8452" for r in rows]
-    bars = ax.bar(np.arange(len(rows)), values, yerr=errors if errors.any() else None,
-                  color=colours, capsize=4, width=0.65)
-    for x, v in enumerate(values):
-        ax.text(x, v + max(errors.max(), 0) + 1, f"{v:.1f}", ha="center", va="bottom",
-                fontsize=8)
-    ax.set_xticks(np.arange(len(rows)), labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("accuracy (%)" if metric == "accuracy" else "rank-1 (%)")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.set_title(f"{report['protocol']}: {report['model'].get('source')}", fontsize=9)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.canvas.draw()
-    width, height = fig.canvas.get_width_height()
-    boxes = []
-    for label, value, bar in zip(labels, values, bars):
-        bb = bar.get_window_extent()
-        boxes.append({"label": label, "value": float(value),
-                      "box": (int(round(bb.x0)), int(round(height - bb.y1)),
-                              int(round(bb.x1)), int(round(height - bb.y0)))})
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return {"path": str(path), "size": (width, height), "metric": metric, "bars": boxes}

@@ -20,30 +20,40 @@ Pieces:
   :mod:`~occface.inpainting.step`), imported on demand;
 * comparison protocol: :mod:`occface.inpainting.evaluate` (PSNR/SSIM and occluded-pair
   verification for OCC / Telea / NS / generators).
+
+The names below are imported on first use (PEP 562), so :mod:`occface.inpainting.config` can be
+imported without TensorFlow (``tools/train_idgan.py`` parses its flags before importing it).
 """
 
-from occface.inpainting.classical import classical_inpaint
-from occface.inpainting.critics import (build_global_critic, build_local_critic, crop_hole_patch,
-                                        hole_boxes, patch_box_origin)
-from occface.inpainting.generator import (HoleComposite, HoleFill, build_generator,
-                                          generator_with_raw_output)
-from occface.inpainting.identity import RecognizerFeatures, identity_centroids
-from occface.inpainting.losses import (critic_wasserstein_loss, discounted_reconstruction_loss,
-                                       generator_adversarial_loss, generator_objective,
-                                       gradient_penalty, hole_distance, identity_diversity_loss,
-                                       instance_loss, spatial_discount_weights, structure_loss)
-from occface.inpainting.parsing import (PARSING_CLASSES, augment_face_and_landmarks,
-                                        build_face_parser, parsing_labels_from_landmarks,
-                                        parsing_mean_iou, predict_parsing, train_face_parser)
+_EXPORTS = {
+    "classical": ("classical_inpaint",),
+    "critics": ("build_global_critic", "build_local_critic", "crop_hole_patch", "hole_boxes",
+                "patch_box_origin"),
+    "generator": ("HoleComposite", "HoleFill", "build_generator", "generator_with_raw_output"),
+    "identity": ("RecognizerFeatures", "identity_centroids"),
+    "losses": ("critic_wasserstein_loss", "discounted_reconstruction_loss",
+               "generator_adversarial_loss", "generator_objective", "gradient_penalty",
+               "hole_distance", "identity_diversity_loss", "instance_loss",
+               "spatial_discount_weights", "structure_loss"),
+    "parsing": ("PARSING_CLASSES", "augment_face_and_landmarks", "build_face_parser",
+                "parsing_labels_from_landmarks", "parsing_mean_iou", "predict_parsing",
+                "train_face_parser"),
+}
 
-__all__ = [
-    "PARSING_CLASSES", "HoleComposite", "HoleFill", "RecognizerFeatures",
-    "augment_face_and_landmarks", "build_face_parser", "build_generator", "build_global_critic",
-    "build_local_critic", "classical_inpaint", "critic_wasserstein_loss", "crop_hole_patch",
-    "discounted_reconstruction_loss", "generator_adversarial_loss", "generator_objective",
-    "generator_with_raw_output", "gradient_penalty", "hole_boxes", "hole_distance",
-    "identity_centroids",
-    "identity_diversity_loss", "instance_loss", "parsing_labels_from_landmarks",
-    "parsing_mean_iou", "patch_box_origin", "predict_parsing", "spatial_discount_weights",
-    "structure_loss", "train_face_parser",
-]
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
+
+
+def __getattr__(name):
+    owner = next((module for module, names in _EXPORTS.items() if name in names), None)
+    if owner is None:  # also the route of `from occface.inpainting import <submodule>`
+        raise AttributeError(f"module 'occface.inpainting' has no attribute {name!r}")
+    from occface.inpainting import classical, critics, generator, identity, losses, parsing
+    modules = {"classical": classical, "critics": critics, "generator": generator,
+               "identity": identity, "losses": losses, "parsing": parsing}
+    value = getattr(modules[owner], name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -7,7 +7,8 @@ settings, except the bookkeeping ones in :data:`RESUMABLE_KEYS`, which may chang
 
 import dataclasses
 
-from occface.train import distribute as dist
+from occface.choices import STRATEGIES
+from occface.utils import ensure, ensure_each
 
 #: Settings that may differ when a run is resumed (they change no computed value).
 RESUMABLE_KEYS = ("checkpoint_interval", "keep_checkpoints", "summary_interval", "image_interval",
@@ -182,50 +183,44 @@ class IDGANConfig:
     def validate(self):
         """Raise ``ValueError`` naming the first invalid setting."""
         from occface.data.occlusion import KINDS
-        _check(self.image_size >= 16 and self.image_size % 4 == 0,
+        ensure(self.image_size >= 16 and self.image_size % 4 == 0,
                f"image_size must be a multiple of 4 and >= 16, got {self.image_size}")
-        _check(self.hole_kinds and all(k in KINDS for k in self.hole_kinds),
+        ensure(self.hole_kinds and all(k in KINDS for k in self.hole_kinds),
                f"hole_kinds must be among {', '.join(KINDS)}, got {list(self.hole_kinds)}")
-        _check(0 <= self.hole_size <= self.image_size,
+        ensure(0 <= self.hole_size <= self.image_size,
                f"hole_size must be in [0, image_size], got {self.hole_size}")
-        _check(4 <= self.patch_size <= self.image_size,
+        ensure(4 <= self.patch_size <= self.image_size,
                f"local_patch must be in [4, image_size], got {self.patch_size}")
-        _check(self.gen_width >= 2 and self.critic_width >= 1 and self.parser_width >= 1,
+        ensure(self.gen_width >= 2 and self.critic_width >= 1 and self.parser_width >= 1,
                "network widths must be positive (gen_width >= 2)")
-        _check(self.critic_norm in ("layer", "none"),
+        ensure(self.critic_norm in ("layer", "none"),
                f"critic_norm must be 'layer' or 'none', got {self.critic_norm!r}")
-        _check(self.loss_reduction in ("sum", "mean"),
+        ensure(self.loss_reduction in ("sum", "mean"),
                f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
-        _check(self.structure_target in ("hard", "soft"),
+        ensure(self.structure_target in ("hard", "soft"),
                f"structure_target must be 'hard' or 'soft', got {self.structure_target!r}")
-        _check(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
-        for key in ("rec_hole_weight", "rec_valid_weight", "adv_global_weight",
-                    "adv_local_weight", "gp_weight", "structure_weight", "identity_weight",
-                    "alpha_low", "alpha_high", "beta"):
-            _check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
-        _check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
-        _check(self.steps >= 1, f"steps must be positive, got {self.steps}")
-        _check(0 <= self.warmup_steps <= self.steps,
+        ensure(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
+        ensure_each(self, ("rec_hole_weight", "rec_valid_weight", "adv_global_weight",
+                           "adv_local_weight", "gp_weight", "structure_weight", "identity_weight",
+                           "alpha_low", "alpha_high", "beta"),
+                    lambda v: v >= 0, "{key} must be >= 0, got {value}")
+        ensure(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        ensure(self.steps >= 1, f"steps must be positive, got {self.steps}")
+        ensure(0 <= self.warmup_steps <= self.steps,
                f"warmup_steps must be in [0, steps], got {self.warmup_steps}")
-        _check(self.critic_steps >= 1, f"critic_steps must be >= 1, got {self.critic_steps}")
-        _check(self.g_learning_rate > 0 and self.d_learning_rate > 0,
+        ensure(self.critic_steps >= 1, f"critic_steps must be >= 1, got {self.critic_steps}")
+        ensure(self.g_learning_rate > 0 and self.d_learning_rate > 0,
                "learning rates must be positive")
-        for key in ("g_beta1", "g_beta2", "d_beta1", "d_beta2"):
-            _check(0 <= getattr(self, key) < 1, f"{key} must be in [0, 1)")
-        _check(self.strategy in dist.STRATEGIES,
-               f"strategy must be one of {', '.join(dist.STRATEGIES)}, got {self.strategy!r}")
-        _check(self.checkpoint_interval >= 0 and self.summary_interval >= 0
+        ensure_each(self, ("g_beta1", "g_beta2", "d_beta1", "d_beta2"), lambda v: 0 <= v < 1,
+                    "{key} must be in [0, 1)")
+        ensure(self.strategy in STRATEGIES,
+               f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        ensure(self.checkpoint_interval >= 0 and self.summary_interval >= 0
                and self.image_interval >= 0, "intervals must be >= 0")
-        _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
-        _check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1")
-        _check(self.parser_epochs >= 0 and self.parser_max_images >= 1
+        ensure(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        ensure(self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1")
+        ensure(self.parser_epochs >= 0 and self.parser_max_images >= 1
                and self.parser_batch_size >= 1, "parser settings must be positive")
-        _check(self.centroid_batches >= 0, "centroid_batches must be >= 0")
-        _check(not (self.train_folds and not self.lfw_pairs),
+        ensure(self.centroid_batches >= 0, "centroid_batches must be >= 0")
+        ensure(not (self.train_folds and not self.lfw_pairs),
                "train_folds needs lfw_pairs (the pairs.txt that defines the folds)")
-
-
-def _check(ok, message):
-    if not ok:
-        raise ValueError(message)
-

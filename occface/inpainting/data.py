@@ -20,7 +20,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
+from occface.data.folders import IMAGE_EXTENSIONS
 
 
 def hole_mask_fn(config):
@@ -229,7 +229,7 @@ def load_faces_with_landmarks(data_dir, image_size, identities=None, max_images=
             if keep is not None and folder.name not in keep:
                 continue
             for p in sorted(folder.iterdir()):
-                if p.suffix.lower() in _IMAGE_EXTENSIONS:
+                if p.suffix.lower() in IMAGE_EXTENSIONS:
                     entries.append((p, None))
     if not entries:
         raise ValueError(f"no faces found in {data_dir}")

@@ -219,7 +219,8 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
         report["methods"][name] = image_quality(filled[name][occ_index], truth)
     if recognizer is not None:
         from occface.evaluation.embedding import as_embedding_model, embed_images
-        from occface.evaluation.metrics import pair_scores, verification_accuracy
+        from occface.evaluation.similarity import pair_scores
+        from occface.evaluation.verification import verification_accuracy
         model = as_embedding_model(recognizer)
         a_idx = np.array([index[k] for k in pairs.keys_a])
         b_idx = np.array([index[k] for k in pairs.keys_b])

@@ -43,8 +43,8 @@ from occface.inpainting.generator import build_generator
 from occface.inpainting.identity import RecognizerFeatures, identity_centroids
 from occface.inpainting.step import PIXEL_SCALE, IDGANSteps, apply_gradients_if_finite
 from occface.train import distribute as dist
-from occface.train.checkpoint import (CheckpointKeeper, check_config, checked_run_config,
-                                      save_keras_atomic)
+from occface.train.checkpoint import (CheckpointKeeper, check_config, save_keras_atomic,
+                                      start_run)
 from occface.train.data import training_identities
 from occface.train.loop import NonFiniteGuard, SummaryWriter, TrainingLoop
 from occface.utils import run_metadata, write_json
@@ -270,27 +270,23 @@ def train_idgan(config, *, dataset=None, num_classes=None, recognizer=None, pars
     Raises
     ------
     ValueError, FileNotFoundError
-        Invalid settings or data (``ConfigMismatchError`` for a ``model_dir`` of another run).
+        Invalid settings or data, a frozen recognizer or face parser that is missing or does not
+        fit the run (``ConfigMismatchError``: a ``model_dir`` of another run).
     NonFiniteLossError
-        Too many consecutive non-finite steps.
+        ``max_nonfinite_steps`` non-finite steps in a row.
     """
-    config, model_dir = checked_run_config(config, IDGANConfig, dataset, num_classes)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    config, model_dir = start_run(config, IDGANConfig, dataset, num_classes)
 
     # -- distribution and data
     strategy = strategy or dist.make_strategy(config.strategy)
-    is_chief, _, _, num_workers = dist.worker_info(strategy)
+    per_worker_batch = dist.per_worker_batch_size(strategy, config.batch_size)
+    is_chief = dist.worker_info(strategy)[0]
     worker = dist.worker_index(strategy)
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
-                         f"{strategy.num_replicas_in_sync} replicas")
     identities = None
     built_here = dataset is None
     if built_here:
         identities = training_identities(config)
-        dataset, num_classes = training_data(config, config.batch_size // num_workers,
+        dataset, num_classes = training_data(config, per_worker_batch,
                                              config.seed + 1000 * worker, identities)
     stored = dict(config.to_dict(), num_classes=int(num_classes))
     resuming = check_config(model_dir, stored, ignore=RESUMABLE_KEYS, write=is_chief)

@@ -3,9 +3,11 @@
 * :func:`iresnet` / :func:`iresnet_body` — the IR-ResNet of ArcFace (depth 18/34/50/100);
 * :func:`build_recognizer` — images ``(N, H, W, 3)`` in [0, 255] → embeddings ``(N, D)`` for the
   variants ``baseline``, ``cd``, ``cd_sr``, ``lcd`` (CD + SR + SAM), ``cutout``, ``dropblock``,
-  ``wcd``; :func:`recognizer_config` returns a built model's arguments;
+  ``wcd``; :func:`recognizer_config` returns a built model's arguments (where each variant's
+  layers attach: :mod:`occface.models.variants`);
 * :func:`build_mobilefacenet` — insightface's MobileFaceNet with the same variant attach points;
-* :func:`import_onnx` — insightface ONNX recognizers (MobileFaceNet, IR-ResNet) as Keras models;
+* :func:`import_onnx` — insightface ONNX recognizers (MobileFaceNet, IR-ResNet) as Keras models
+  (the graph is read by :mod:`occface.models.onnx_graph`);
 * :mod:`occface.models.io` — the one path rule and loaders for every saved form:
   :func:`load_keras_model`, :func:`load_embedding_model` (:class:`EmbeddingModel`),
   :func:`load_generator`, :func:`recognizer_from_export` (the Keras recognizer back from an

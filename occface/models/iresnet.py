@@ -17,7 +17,7 @@ widths serve CPU experiments. Strided 3×3 convolutions pad one pixel on every s
 
 Layer names are stable and readable, 1-based: ``stem_conv``, ``stage3_block6_bn2``,
 ``stage2_block1_shortcut_conv``, ``output_bn``, ``embedding``, ``embedding_bn`` … Variants of the
-recognizer (:mod:`occface.models.recognizer`) hook into :func:`iresnet_body` to insert their
+recognizer (:mod:`occface.models.variants`) hook into :func:`iresnet_body` to insert their
 layers at named points without copying the backbone.
 """
 

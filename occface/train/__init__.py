@@ -2,11 +2,11 @@
 
 Reusable pieces (the ID-GAN trainer uses them too)
     :mod:`occface.train.distribute` — :func:`make_strategy`, :func:`worker_info`,
-    :class:`ShardedInput` (checkpointable input position), :func:`all_reduce_sum`,
-    :func:`apply_if_finite` (skip a non-finite update on every replica);
+    :func:`per_worker_batch_size`, :class:`ShardedInput` (checkpointable input position),
+    :func:`all_reduce_sum`, :func:`apply_if_finite` (skip a non-finite update on every replica);
     :mod:`occface.train.checkpoint` — :class:`CheckpointKeeper` (keep-N, chief-only writes,
     fallback restore), :func:`check_config` / :class:`ConfigMismatchError`,
-    :func:`rng_variables`, :func:`save_keras_atomic`;
+    :func:`start_run` (checked settings, seeds), :func:`rng_variables`, :func:`save_keras_atomic`;
     :mod:`occface.train.loop` — :class:`TrainingLoop`, :class:`NonFiniteGuard` /
     :class:`NonFiniteLossError`, :class:`SummaryWriter`;
     :mod:`occface.train.optim` — :class:`WarmupSchedule`, :func:`make_optimizer`,
@@ -24,9 +24,9 @@ without TensorFlow (the tools parse their flags before importing it).
 
 _EXPORTS = {
     "checkpoint": ("CheckpointKeeper", "ConfigMismatchError", "check_config", "rng_variables",
-                   "save_keras_atomic"),
+                   "save_keras_atomic", "start_run"),
     "distribute": ("STRATEGIES", "ShardedInput", "all_reduce_sum", "apply_if_finite",
-                   "is_distributed", "make_strategy", "worker_info"),
+                   "is_distributed", "make_strategy", "per_worker_batch_size", "worker_info"),
     "loop": ("NonFiniteGuard", "NonFiniteLossError", "SummaryWriter", "TrainingLoop"),
     "optim": ("WarmupSchedule", "l2_penalty", "make_optimizer"),
     "config": ("RecognizerConfig",),

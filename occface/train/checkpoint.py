@@ -82,6 +82,30 @@ def checked_run_config(config, config_class, dataset=None, num_classes=None):
     return config, model_dir
 
 
+def start_run(config, config_class, dataset=None, num_classes=None):
+    """:func:`checked_run_config`, then the run's global seeds (and op determinism if asked).
+
+    Sets ``keras.utils.set_random_seed(config.seed)`` and, with ``config.deterministic``, enables
+    TensorFlow op determinism for the rest of the process.
+
+    Returns
+    -------
+    tuple
+        ``(config, model_dir)`` as :func:`checked_run_config` returns them.
+
+    Raises
+    ------
+    ValueError
+        As :func:`checked_run_config`.
+    """
+    import keras
+    config, model_dir = checked_run_config(config, config_class, dataset, num_classes)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return config, model_dir
+
+
 def check_config(model_dir, config, ignore=(), write=True):
     """Store ``config`` in ``model_dir/config.json`` or refuse a different stored one.
 

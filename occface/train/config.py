@@ -13,6 +13,7 @@ TensorFlow is imported.
 import dataclasses
 
 from occface import choices
+from occface.utils import ensure
 
 #: Keys that may change between a run and its resumption: the bookkeeping ones, which change no
 #: computed value, and ``steps``, which extends (or, below the checkpoint's step, ends) the run.
@@ -187,38 +188,38 @@ class RecognizerConfig:
         for field in dataclasses.fields(self):
             allowed = field.metadata.get("choices")
             value = getattr(self, field.name)
-            _check(allowed is None or (value in allowed and not isinstance(value, bool)),
+            ensure(allowed is None or (value in allowed and not isinstance(value, bool)),
                    f"{field.name} must be one of {', '.join(map(str, allowed or ()))}, got "
                    f"{value!r}")
-        _check(not (self.include_unpaired and not self.train_folds),
+        ensure(not (self.include_unpaired and not self.train_folds),
                "include_unpaired needs train_folds (unpaired = in no fold of lfw_pairs)")
-        _check(self.width >= 1, f"width must be positive, got {self.width}")
-        _check(self.input_size >= 16, f"input_size must be >= 16, got {self.input_size}")
-        _check(self.embedding_size >= 1, f"embedding_size must be positive, got "
+        ensure(self.width >= 1, f"width must be positive, got {self.width}")
+        ensure(self.input_size >= 16, f"input_size must be >= 16, got {self.input_size}")
+        ensure(self.embedding_size >= 1, f"embedding_size must be positive, got "
                                          f"{self.embedding_size}")
-        _check(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
-        _check(self.steps >= 1, f"steps must be positive, got {self.steps}")
-        _check(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
-        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        _check(not (self.xla and self.strategy != "default"),
+        ensure(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        ensure(self.steps >= 1, f"steps must be positive, got {self.steps}")
+        ensure(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        ensure(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        ensure(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        ensure(not (self.xla and self.strategy != "default"),
                "xla (jit_compile) is supported on a single device only (strategy 'default'); XLA "
                "inside MirroredStrategy/MultiWorkerMirroredStrategy replicas fails")
-        _check(self.checkpoint_interval >= 0 and self.summary_interval >= 0
+        ensure(self.checkpoint_interval >= 0 and self.summary_interval >= 0
                and self.validation_interval >= 0, "intervals must be >= 0")
-        _check(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got "
+        ensure(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got "
                                            f"{self.keep_checkpoints}")
-        _check(self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1")
-        _check(0 <= self.lcd_min_rate <= self.lcd_max_rate <= 1,
+        ensure(self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be >= 1")
+        ensure(0 <= self.lcd_min_rate <= self.lcd_max_rate <= 1,
                f"need 0 <= lcd_min_rate <= lcd_max_rate <= 1, got {self.lcd_min_rate}, "
                f"{self.lcd_max_rate}")
-        _check(self.arcface_scale > 0, "arcface_scale must be positive")
-        _check(not (self.train_folds and not self.lfw_pairs),
+        ensure(self.arcface_scale > 0, "arcface_scale must be positive")
+        ensure(not (self.train_folds and not self.lfw_pairs),
                "train_folds needs lfw_pairs (the pairs.txt that defines the folds)")
-        _check(not (set(self.train_folds) & set(self.val_folds)),
+        ensure(not (set(self.train_folds) & set(self.val_folds)),
                f"train_folds {list(self.train_folds)} and val_folds {list(self.val_folds)} "
                "overlap: validation identities must not be trained on")
-        _check(not (self.val_folds and not (self.val_pairs or self.lfw_pairs)),
+        ensure(not (self.val_folds and not (self.val_pairs or self.lfw_pairs)),
                "val_folds needs val_pairs (or lfw_pairs)")
 
 
@@ -258,8 +259,3 @@ def int_list(values, name="value", ranges=True):
             raise ValueError(f"{name}: expected integers{' or ranges like 0-6' if ranges else ''}"
                              f", got {text!r}") from None
     return tuple(out)
-
-
-def _check(ok, message):
-    if not ok:
-        raise ValueError(message)

@@ -2,6 +2,7 @@
 
 * :func:`make_strategy` builds ``default`` / ``mirrored`` / ``multi_worker`` strategies;
 * :func:`worker_info` says which worker this process is and whether it is the chief;
+  :func:`per_worker_batch_size` is its share of the global batch;
 * :class:`ShardedInput` feeds a step function per-replica slices of a *host* ``tf.data`` iterator.
   Unlike ``strategy.experimental_distribute_dataset`` (whose iterators cannot be checkpointed),
   this iterator is an ordinary trackable ``tf.data`` iterator, so the data position goes into the
@@ -107,6 +108,33 @@ def worker_index(strategy):
     if task_type == "chief":
         return 0
     return int(task_id) + (1 if has_chief else 0)
+
+
+def per_worker_batch_size(strategy, global_batch_size):
+    """This worker's share of the global batch (what its ``tf.data`` pipeline batches).
+
+    Parameters
+    ----------
+    strategy : tf.distribute.Strategy
+    global_batch_size : int
+        The batch over all replicas and workers (a run's ``batch_size``).
+
+    Returns
+    -------
+    int
+        ``global_batch_size // num_workers``.
+
+    Raises
+    ------
+    ValueError
+        ``global_batch_size`` is not divisible by the number of replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(f"batch_size {global_batch_size} is not divisible by the {replicas} "
+                         f"replicas")
+    _, _, _, num_workers = worker_info(strategy)
+    return global_batch_size // num_workers
 
 
 def num_local_replicas(strategy):

@@ -30,18 +30,22 @@ import time
 
 import numpy as np
 
+from occface.choices import FINETUNE_ARMS
+from occface.utils import ensure, ensure_each
+
 log = logging.getLogger(__name__)
 
 #: Synthetic occlusion kinds of the training views (occface.data.occlude).
 TRAIN_KINDS = ("mask", "sunglasses", "block")
-#: Arms of the fine-tuning study: (synthetic occlusion probability, LCD on).
-ARMS = {
-    "pretrained": None,            # no fine-tuning: the teacher itself
-    "clean": (0.0, False),         # fine-tuned on clean faces only
-    "occlusion": (0.5, False),     # + synthetic occlusion (the practitioners' alternative)
-    "lcd": (0.0, True),            # + LCD instead of occluded images
-    "lcd_occlusion": (0.5, True),  # + LCD + synthetic occlusion
-}
+#: Arms of the fine-tuning study, named by :data:`occface.choices.FINETUNE_ARMS` in its order:
+#: (synthetic occlusion probability, LCD on).
+ARMS = dict(zip(FINETUNE_ARMS, (
+    None,            # pretrained: no fine-tuning, the teacher itself
+    (0.0, False),    # clean: fine-tuned on clean faces only
+    (0.5, False),    # occlusion: + synthetic occlusion (the practitioners' alternative)
+    (0.0, True),     # lcd: + LCD instead of occluded images
+    (0.5, True),     # lcd_occlusion: + LCD + synthetic occlusion
+), strict=True))
 
 
 @dataclasses.dataclass
@@ -64,16 +68,14 @@ class FinetuneConfig:
     split_layer: str = "stage3_block6_add"
 
     def __post_init__(self):
-        if self.arm not in ARMS:
-            raise ValueError(f"arm must be one of {tuple(ARMS)}, got {self.arm!r}")
+        ensure(self.arm in FINETUNE_ARMS,
+               f"arm must be one of {FINETUNE_ARMS}, got {self.arm!r}")
         if ARMS[self.arm] is not None and self.occlusion_prob is None:
             self.occlusion_prob = ARMS[self.arm][0]
-        for key in ("steps", "batch_size", "eval_every"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{key} must be a positive integer, got {v!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        ensure_each(self, ("steps", "batch_size", "eval_every"),
+                    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                    "{key} must be a positive integer, got {value!r}")
+        ensure(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate!r}")
 
     @property
     def lcd(self):

@@ -72,7 +72,7 @@ def prepare_study_data(trunk, model_id, aligned_dir, lfw_root, rmfrd_dir, cache_
     """
     from occface.data import lfw_training_identities
     from occface.evaluation.protocols import FaceSource, lfw_pair_set
-    from occface.evaluation.rmfrd import crop_fallback, read_rmfrd
+    from occface.evaluation.rmfrd_data import crop_fallback, read_rmfrd
 
     aligned_dir, lfw_root = pathlib.Path(aligned_dir), pathlib.Path(lfw_root)
     if not aligned_dir.is_dir():
@@ -141,7 +141,7 @@ class _Embeddings:
         self.head, self.data, self._rows = head, data, {}
 
     def get(self, kind, keys):
-        from occface.evaluation.metrics import l2_normalize
+        from occface.evaluation.similarity import l2_normalize
         if kind == "none":
             feats, index = self.data.lfw_clean, self.data.lfw_index
         else:
@@ -172,10 +172,12 @@ def evaluate_head(head, data, conditions=None, splits=("test", "lfw10", "rmfrd")
         condition accuracy at the validation clean threshold, 3-fold CV accuracy over the test
         folds, TAR@FAR=1e-2 (resolution 1/900), mean impostor / genuine cosine; ``lfw10``: clean
         10-fold accuracy over all pairs; ``rmfrd``: the
-        :func:`~occface.evaluation.rmfrd.evaluate_rmfrd_features` numbers (without the ROC).
+        :func:`~occface.evaluation.rmfrd_protocol.evaluate_rmfrd_features` numbers (without the
+        ROC).
     """
-    from occface.evaluation.metrics import (best_threshold, operating_point, pair_scores,
-                                            verification_accuracy)
+    from occface.evaluation.roc import operating_point
+    from occface.evaluation.similarity import pair_scores
+    from occface.evaluation.verification import best_threshold, verification_accuracy
     conditions = conditions or ("none",) + tuple(data.lfw_occluded)
     emb = _Embeddings(head, data)
     folds, issame = data.pairs.folds, data.pairs.issame
@@ -211,7 +213,7 @@ def evaluate_head(head, data, conditions=None, splits=("test", "lfw10", "rmfrd")
         res = verification_accuracy(pair_scores(a, b), issame, folds)
         out["lfw10"] = {"accuracy": float(res.accuracy), "std": float(res.std)}
     if "rmfrd" in splits:
-        from occface.evaluation.rmfrd import evaluate_rmfrd_features
+        from occface.evaluation.rmfrd_protocol import evaluate_rmfrd_features
         r = evaluate_rmfrd_features(embed_features(head, data.rmfrd_probe),
                                     embed_features(head, data.rmfrd_gallery), data.rmfrd)
         r.pop("roc", None)
@@ -231,7 +233,7 @@ def teacher_and_data(onnx_path, aligned_dir, lfw_root, rmfrd_dir, cache_dir,
         L2-normalised teacher embeddings of the clean training faces.
     """
     import hashlib
-    from occface.evaluation.metrics import l2_normalize
+    from occface.evaluation.similarity import l2_normalize
     from occface.models import import_onnx
     from occface.train.finetune import freeze_batchnorm, split_recognizer
     teacher = freeze_batchnorm(import_onnx(onnx_path))

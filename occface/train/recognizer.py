@@ -39,8 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from occface.train import distribute as dist
-from occface.train.checkpoint import (CheckpointKeeper, check_config, checked_run_config,
-                                      rng_variables, save_keras_atomic)
+from occface.train.checkpoint import (CheckpointKeeper, check_config, rng_variables,
+                                      save_keras_atomic, start_run)
 from occface.train.config import RESUMABLE_KEYS, RecognizerConfig, int_list
 from occface.train.data import (steps_for_epochs, training_data, training_identities,
                                 validation_sets)
@@ -114,11 +114,7 @@ def train_recognizer(config, *, dataset=None, num_classes=None, validator=None, 
     NonFiniteLossError
         Too many consecutive non-finite steps.
     """
-    config, model_dir = checked_run_config(config, RecognizerConfig, dataset, num_classes)
-
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    config, model_dir = start_run(config, RecognizerConfig, dataset, num_classes)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -133,12 +129,9 @@ def _train(config, model_dir, dataset, num_classes, validator, progress, strateg
     strategy = strategy or dist.make_strategy(config.strategy)
     if config.xla and dist.is_distributed(strategy):
         raise ValueError("xla is supported on a single device only (strategy 'default')")
-    is_chief, _, _, num_workers = dist.worker_info(strategy)
+    per_worker_batch = dist.per_worker_batch_size(strategy, config.batch_size)
+    is_chief = dist.worker_info(strategy)[0]
     worker = dist.worker_index(strategy)
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
-                         f"{strategy.num_replicas_in_sync} replicas")
-    per_worker_batch = config.batch_size // num_workers
 
     if dataset is None:
         # Each worker reads its own stream (its own shuffle seed) of per-worker batches.

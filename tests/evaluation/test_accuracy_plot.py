@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from occface.evaluation.runner import accuracy_plot_path, plot_condition_accuracy
+from occface.evaluation.plots import accuracy_plot_path, plot_condition_accuracy
 
 
 def _report(conditions, protocol="lfw"):

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from occface.evaluation.heldout import heldout_evaluation, score_condition, subset_pairs
-from occface.evaluation.metrics import best_threshold, pair_scores
 from occface.evaluation.protocols import PairSet
+from occface.evaluation.similarity import pair_scores
 from occface.evaluation.stats import mean_ci, paired_verdict
+from occface.evaluation.verification import best_threshold
 
 
 def test_score_condition_by_hand():

@@ -7,9 +7,11 @@ import pytest
 
 from occface.data import template_landmarks
 from occface.evaluation import EmbeddingModel
-from occface.evaluation.rmfrd import (FALLBACKS, balanced_pair_subset, crop_fallback,
-                                      evaluate_rmfrd, probe_folds, read_rmfrd, rmfrd_pairs)
-from occface.evaluation.runner import format_table, run_evaluation
+from occface.evaluation.report_table import format_table
+from occface.evaluation.rmfrd import evaluate_rmfrd
+from occface.evaluation.rmfrd_data import FALLBACKS, crop_fallback, read_rmfrd
+from occface.evaluation.rmfrd_protocol import balanced_pair_subset, probe_folds, rmfrd_pairs
+from occface.evaluation.runner import run_evaluation
 
 MASKED, UNMASKED = "AFDB_masked_face_dataset", "AFDB_face_dataset"
 
@@ -214,8 +216,10 @@ def test_fallback_faces(kind):
 def test_fallbacks_use_no_rmfrd_statistic():
     # RMFRD is evaluation only: the fallbacks are plain crops, the default resizes the whole crop.
     import occface.evaluation.rmfrd as rmfrd
+    import occface.evaluation.rmfrd_data as rmfrd_data
     assert FALLBACKS == ("resize", "center")
     assert not hasattr(rmfrd, "RMFRD_CROP_LANDMARKS")
+    assert not hasattr(rmfrd_data, "RMFRD_CROP_LANDMARKS")
     assert crop_fallback().kind == "resize"
     with pytest.raises(ValueError, match="unknown fallback 'landmarks'"):
         crop_fallback("landmarks")

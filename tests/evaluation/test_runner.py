@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from occface.evaluation import megaface_rank1, read_ijbc, ijbc_image_features
-from occface.evaluation.runner import format_table, parse_occlusions, plot_roc, run_evaluation
+from occface.evaluation.plots import plot_roc
+from occface.evaluation.report_table import format_table
+from occface.evaluation.run_options import parse_occlusions
+from occface.evaluation.runner import run_evaluation
 
 
 def _write(path, colour, size=112):
