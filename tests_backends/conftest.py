@@ -20,6 +20,15 @@ if str(REPO) not in sys.path:  # the package, without installing it into this ve
     sys.path.insert(0, str(REPO))
 
 
+if keras.backend.backend() == "torch":
+    # torch 2.13.0 (CPU wheel): oneDNN aborts the process ("Fatal Python error: Aborted", no
+    # message) in the backward pass of the tiny IR-ResNet's training step, intermittently with
+    # two threads and every time with OMP_NUM_THREADS=1; with oneDNN off the same step passes.
+    # The README's compatibility table tells PyTorch users the same workaround.
+    import torch
+    torch.backends.mkldnn.enabled = False
+
+
 def pytest_report_header(config):
     return f"keras backend: {keras.backend.backend()}"
 
