@@ -16,9 +16,10 @@
 from occface.models.iresnet import STAGE_BLOCKS, iresnet, iresnet_body, iresnet_param_count
 from occface.models.mobilefacenet import mobilefacenet_body
 from occface.models.onnx_import import import_onnx
-from occface.models.recognizer import (BACKBONES, LCD_POSITIONS, LCD_STAGES, SAM_STAGES, VARIANTS,
-                                       Recognizer, build_mobilefacenet, build_recognizer,
-                                       lcd_layer_names, recognizer_config)
+from occface.choices import LCD_POSITIONS, VARIANTS
+from occface.models.recognizer import (Recognizer, build_mobilefacenet, build_recognizer,
+                                       recognizer_config)
+from occface.models.variants import BACKBONES, LCD_STAGES, SAM_STAGES, lcd_layer_names
 from occface.models.embedding_model import EmbeddingModel
 from occface.models.io import (load_embedding_model, load_generator, load_keras_model,
                                recognizer_from_export, register_custom_objects)

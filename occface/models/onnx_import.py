@@ -30,8 +30,7 @@ import numpy as np
 
 from occface.models.onnx_graph import SKIPPED_OPS, WeightedOp, detect_architecture, read_onnx_ops
 
-__all__ = ["SKIPPED_OPS", "WeightedOp", "assign_weights", "detect_architecture", "import_onnx",
-           "read_onnx_ops"]
+__all__ = ["assign_weights", "import_onnx"]
 
 
 def _set(layer, values, name):

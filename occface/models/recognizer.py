@@ -5,8 +5,8 @@ mapping images ``(N, H, W, 3)`` with pixel values in [0, 255] to un-normalised e
 ``(N, embedding_size)``. The first layer is ``Rescaling(1/127.5, offset=-1)``.
 
 Where each variant's layers sit (LCD / SR / SAM, the DropBlock / WCD / Cutout baselines) and how
-the build arguments are checked: :mod:`occface.models.variants` (its names :data:`LCD_STAGES`,
-:data:`SAM_STAGES`, :data:`BACKBONES` and :func:`lcd_layer_names` are importable from here too).
+the build arguments are checked: :mod:`occface.models.variants` (:data:`LCD_STAGES`, :data:`SAM_STAGES`,
+:data:`BACKBONES`, :func:`lcd_layer_names`; also exported by :mod:`occface.models`).
 
 Serialization
 -------------
@@ -21,8 +21,7 @@ from occface.choices import LCD_POSITIONS, VARIANTS
 from occface.models.variants import (BACKBONES, LCD_STAGES, SAM_STAGES, build_recognizer_graph,
                                      lcd_layer_names, validate_build_args)
 
-__all__ = ["BACKBONES", "LCD_POSITIONS", "LCD_STAGES", "SAM_STAGES", "VARIANTS", "Recognizer",
-           "build_mobilefacenet", "build_recognizer", "lcd_layer_names", "recognizer_config",
+__all__ = ["Recognizer", "build_mobilefacenet", "build_recognizer", "recognizer_config",
            "upgrade_config"]
 
 #: Parameters of ``Recognizer.__init__`` that are not build arguments (``__class__`` is the cell

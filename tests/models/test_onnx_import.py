@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from occface.models import build_mobilefacenet, build_recognizer, import_onnx
-from occface.models.onnx_import import detect_architecture, read_onnx_ops
+from occface.models.onnx_graph import detect_architecture, read_onnx_ops
 from tests.models.onnx_writer import write_onnx
 
 ort = pytest.importorskip("onnxruntime")
