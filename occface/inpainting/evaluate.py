@@ -140,7 +140,7 @@ def image_quality(filled, truth):
 
 def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="block", seed=0,
                               occlude="one", flip=False, batch_size=64, examples=0,
-                              progress=None):
+                              progress=None, recognizers=None):
     """Image quality and occluded-pair verification for every inpainting method.
 
     Parameters
@@ -167,6 +167,12 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
         Return this many example strips (clean | occluded | each method) under ``"examples"``.
     progress : callable, optional
         ``progress(n)`` after each chunk of occluded faces is processed.
+    recognizers : dict, optional
+        Name -> recognizer (as ``recognizer``): every filled face is also scored by each of
+        them (e.g. evaluators that were not in the generator's loss), under
+        ``report["recognizers"][name]`` with the same keys as the single-recognizer report
+        (``"clean"`` and per-method verification and identity similarity). The faces are
+        occluded and filled once for all of them.
 
     Returns
     -------
@@ -175,7 +181,9 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
         "identity_similarity" (mean cosine between the embeddings of each filled face and of the
         same face un-occluded)]}},
         "clean": {verification of the un-occluded pairs} (with a recognizer), "n_pairs",
-        "n_occluded_images", "kind", "seed", "occlude", "examples": [uint8 arrays]}``.
+        "n_occluded_images", "kind", "seed", "occlude", "examples": [uint8 arrays],
+        "recognizers": {name: {"clean": ..., "methods": {method: verification}}} (with
+        ``recognizers``)}``.
     """
     from occface.evaluation.occlusion import occlude_face, pair_occlusion
     if occlude not in ("one", "both"):
@@ -218,38 +226,61 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
     for name in methods:
         report["methods"][name] = image_quality(filled[name][occ_index], truth)
     if recognizer is not None:
-        from occface.evaluation.embedding import as_embedding_model, embed_images
-        from occface.evaluation.similarity import pair_scores
-        from occface.evaluation.verification import verification_accuracy
-        model = as_embedding_model(recognizer)
-        a_idx = np.array([index[k] for k in pairs.keys_a])
-        b_idx = np.array([index[k] for k in pairs.keys_b])
-        emb_clean = embed_images(model, clean, batch_size=batch_size, flip=flip)
-
-        def verify(emb_filled):
-            emb_a = np.where(occ_a[:, None], emb_filled[a_idx], emb_clean[a_idx])
-            emb_b = np.where(occ_b[:, None], emb_filled[b_idx], emb_clean[b_idx])
-            result = verification_accuracy(pair_scores(emb_a, emb_b), pairs.issame, pairs.folds)
-            return result.to_dict()
-
-        report["clean"] = verify(emb_clean)
-
-        def unit(e):
-            return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-        truth_unit = unit(emb_clean[occ_index])
+        scored = _verify_methods(recognizer, clean, filled, occ_index, index, pairs,
+                                 (occ_a, occ_b), flip, batch_size)
+        report["clean"] = scored["clean"]
         for name in methods:
-            emb = emb_clean.copy()
-            emb[occ_index] = embed_images(model, filled[name][occ_index], batch_size=batch_size,
-                                          flip=flip)
-            report["methods"][name].update(verify(emb))
-            # identity preservation, what ID-GAN's identity terms aim at: cosine between the
-            # embedding of the filled face and that of the same face un-occluded
-            report["methods"][name]["identity_similarity"] = float(
-                np.mean(np.sum(unit(emb[occ_index]) * truth_unit, axis=1)))
+            report["methods"][name].update(scored["methods"][name])
+    if recognizers:
+        report["recognizers"] = {
+            name: _verify_methods(model, clean, filled, occ_index, index, pairs,
+                                  (occ_a, occ_b), flip, batch_size)
+            for name, model in recognizers.items()}
     if examples:
         report["examples"] = example_rows
     return report
+
+
+def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded, flip,
+                    batch_size):
+    """Verification of the pairs and identity similarity for each method's filled faces.
+
+    ``clean`` (N, S, S, 3) are the un-occluded faces of ``pairs.unique_keys()`` (row ``index[key]``),
+    ``filled[method]`` the same faces with the rows ``occ_index`` filled by that method, and
+    ``occluded`` the (occ_a, occ_b) booleans of which side of each pair was occluded.
+    Returns ``{"clean": verification dict, "methods": {method: verification dict +
+    "identity_similarity"}}``.
+    """
+    from occface.evaluation.embedding import as_embedding_model, embed_images
+    from occface.evaluation.similarity import pair_scores
+    from occface.evaluation.verification import verification_accuracy
+    occ_a, occ_b = occluded
+    model = as_embedding_model(recognizer)
+    a_idx = np.array([index[k] for k in pairs.keys_a])
+    b_idx = np.array([index[k] for k in pairs.keys_b])
+    emb_clean = embed_images(model, clean, batch_size=batch_size, flip=flip)
+
+    def verify(emb_filled):
+        emb_a = np.where(occ_a[:, None], emb_filled[a_idx], emb_clean[a_idx])
+        emb_b = np.where(occ_b[:, None], emb_filled[b_idx], emb_clean[b_idx])
+        return verification_accuracy(pair_scores(emb_a, emb_b), pairs.issame,
+                                     pairs.folds).to_dict()
+
+    def unit(e):
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    out = {"clean": verify(emb_clean), "methods": {}}
+    truth_unit = unit(emb_clean[occ_index])
+    for name, faces in filled.items():
+        emb = emb_clean.copy()
+        emb[occ_index] = embed_images(model, faces[occ_index], batch_size=batch_size, flip=flip)
+        row = verify(emb)
+        # identity preservation, what ID-GAN's identity terms aim at: cosine between the
+        # embedding of the filled face and that of the same face un-occluded
+        row["identity_similarity"] = float(np.mean(np.sum(unit(emb[occ_index]) * truth_unit,
+                                                          axis=1)))
+        out["methods"][name] = row
+    return out
 
 
 def format_inpainting_table(report):

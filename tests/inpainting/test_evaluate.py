@@ -93,6 +93,23 @@ def test_evaluate_pairs_quality_and_verification(rng):
     assert quality_only["methods"]["OCC"]["psnr"] == pytest.approx(occ["psnr"])
     assert "accuracy" not in quality_only["methods"]["OCC"]
     assert "accuracy" not in format_inpainting_table(quality_only)
+    # several evaluators in one pass: each scored like the single recognizer above (the pooled
+    # one again, and a second that sees the top-left quarter only)
+    quarter = keras.Sequential([keras.Input((S, S, 3)), keras.layers.Cropping2D(((0, S // 2),
+                                                                                 (0, S // 2))),
+                                keras.layers.AveragePooling2D(4), keras.layers.Flatten()])
+    multi = evaluate_inpainting_pairs(pairs, source, methods, seed=1, batch_size=3,
+                                      recognizers={"pooled": recognizer, "quarter": quarter})
+    assert "clean" not in multi and "accuracy" not in multi["methods"]["OCC"]
+    pooled = multi["recognizers"]["pooled"]
+    assert pooled["clean"]["accuracy"] == pytest.approx(report["clean"]["accuracy"])
+    for name in methods:
+        for key in ("accuracy", "identity_similarity"):
+            assert pooled["methods"][name][key] == pytest.approx(report["methods"][name][key])
+    q_occ = quarter(occ_faces.astype(np.float32)).numpy()
+    q_true = quarter(np.stack([source.get(k)[0] for k in second]).astype(np.float32)).numpy()
+    assert multi["recognizers"]["quarter"]["methods"]["OCC"]["identity_similarity"] == \
+        pytest.approx(cosine(q_occ, q_true).mean(), abs=1e-5)
 
 
 def _write_faces(root, rng, n=3):
