@@ -190,7 +190,7 @@ def _settings():
 
 
 def _images_mode(methods, size, out_dir):
-    from occface.inpainting.evaluate import face_strip, faces_report, inpaint_faces, prepare_faces
+    from occface.inpainting.face_files import face_strip, faces_report, inpaint_faces, prepare_faces
     from occface.utils import run_metadata, write_json
     images = _image_files()
     faces = prepare_faces(images, size, align=FLAGS.align, mask_paths=_mask_files(images),

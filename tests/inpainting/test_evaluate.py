@@ -125,8 +125,8 @@ def _write_faces(root, rng, n=3):
 
 def test_files_to_strips_and_metrics(tmp_path, rng):
     import cv2
-    from occface.inpainting.evaluate import (face_strip, faces_report, inpaint_faces,
-                                             prepare_faces, read_mask)
+    from occface.inpainting.face_files import (face_strip, faces_report, inpaint_faces,
+                                               prepare_faces, read_mask)
     paths = _write_faces(tmp_path / "faces", rng)
     faces = prepare_faces(paths, S, occlusion="block", seed=2)
     again = prepare_faces(paths, S, occlusion="block", seed=2)
