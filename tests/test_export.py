@@ -233,6 +233,13 @@ def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
         var.assign(var + 0.01 * np.random.default_rng(0).standard_normal(var.shape))
     vdir = serving.export_model(tmp_path / "m", kind="embed", recognizer=model, aligned_size=16)
     assert serving.read_metadata(vdir)["recognizer_config"]["width"] == 4
+    # every weight is stored once (plus the threshold): tracking the model as well as the
+    # endpoints' variables used to store each twice
+    stored = tf.train.list_variables(str(vdir / "variables" / "variables"))
+    values = sum(int(np.prod(shape)) for name, shape in stored
+                 if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    weights = sum(int(np.prod(v.shape)) for v in model.variables if "seed_generator" not in v.path)
+    assert values == weights + 1
     x = faces.astype(np.float32)
     from occface.models.io import load_keras_model  # tools/serving.py --model <export>
     for rebuilt in (recognizer_from_export(tmp_path / "m"), load_recognizer(tmp_path / "m"),

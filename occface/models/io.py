@@ -294,8 +294,9 @@ def recognizer_from_export(path, config=None):
 
     An export serves uint8 faces, so gradients cannot flow through its signatures; ID-GAN's
     identity terms need a differentiable recognizer with its intermediate layers. The export
-    tracks every variable of the recognizer under its Keras path (``stem_conv/kernel`` …), so the
-    same architecture built with :func:`~occface.models.build_recognizer` takes them back exactly.
+    stores every variable its signatures use under its Keras path (``stem_conv/kernel`` …), so
+    the same architecture built with :func:`~occface.models.build_recognizer` takes them back
+    exactly.
 
     Parameters
     ----------
@@ -336,7 +337,9 @@ def recognizer_from_export(path, config=None):
         return "seed_generator" not in name and name != "verify_threshold"
 
     stored = {}
-    for var in loaded.variables:
+    # the variables the endpoints use, named by their Keras paths; exports written before
+    # 2026-12-05 also tracked the model, whose copy is "variables"
+    for var in getattr(loaded, "variables", None) or loaded._all_variables:
         name = var.name[:-2] if var.name.endswith(":0") else var.name
         if is_weight(name):
             stored[name] = var

@@ -144,8 +144,10 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
     face_spec = lambda name: tf.TensorSpec([None, aligned_size, aligned_size, 3], tf.uint8, name)
     info = {"kind": kind, "aligned_size": aligned_size, "signatures": {}}
 
+    # No archive.track(model): the endpoints' variables are saved anyway (as the tf.Variables
+    # under the Keras paths, e.g. "stem_conv/kernel"), and tracking the model as well stored
+    # every weight a second time (its KerasVariables are separate checkpoint objects).
     if recognizer is not None and kind != "inpaint":
-        archive.track(recognizer)
         embed = make_embed_fn(recognizer, flip_test, aligned_size)
         threshold_var = tf.Variable(float(threshold), trainable=False, name="verify_threshold")
         archive.add_variable_collection("verify_threshold", [threshold_var])
@@ -171,7 +173,6 @@ def export_model(export_dir, *, kind, recognizer=None, generator=None, version=N
             info["recognizer_config"] = recognizer_config(recognizer)  # rebuild it
 
     if generator is not None and kind != "embed":
-        archive.track(generator)
         gen_h, gen_w = generator_input_size(generator)
         inpaint = make_inpaint_fn(generator, aligned_size)
         image_spec = tf.TensorSpec([None, aligned_size, aligned_size, 3], tf.uint8, "images")
