@@ -152,11 +152,11 @@ def score(methods, recognizers):
     from occface.inpainting.evaluate import evaluate_inpainting_pairs
     pairs = subset_pairs(lfw_pair_set(lfw_root(), image_root=FLAGS.data_dir), (7, 8, 9))
     source = FaceSource("aligned", FLAGS.image_size)
-    out = {}
+    out, cache = {}, {}
     for kind in FLAGS.kinds:
         report = evaluate_inpainting_pairs(pairs, source, methods, kind=kind,
                                            seed=FLAGS.occlusion_seed, occlude="one",
-                                           recognizers=recognizers)
+                                           recognizers=recognizers, clean_cache=cache)
         report.pop("examples", None)
         out[kind] = report
     return out

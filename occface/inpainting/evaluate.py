@@ -135,7 +135,7 @@ def image_quality(filled, truth):
 
 def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="block", seed=0,
                               occlude="one", flip=False, batch_size=64, examples=0,
-                              progress=None, recognizers=None):
+                              progress=None, recognizers=None, clean_cache=None):
     """Image quality and occluded-pair verification for every inpainting method.
 
     Parameters
@@ -168,6 +168,10 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
         ``report["recognizers"][name]`` with the same keys as the single-recognizer report
         (``"clean"`` and per-method verification and identity similarity). The faces are
         occluded and filled once for all of them.
+    clean_cache : dict, optional
+        Kept by the caller across calls on the same pairs (e.g. one call per occlusion kind):
+        the un-occluded faces' embeddings of each of ``recognizers`` are computed once and
+        reused (keyed by recognizer name and face keys).
 
     Returns
     -------
@@ -223,28 +227,34 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
     if recognizer is not None:
         scored = _verify_methods(recognizer, clean, filled, occ_index, index, pairs,
                                  (occ_a, occ_b), flip, batch_size)
+        del scored["_emb_clean"]
         report["clean"] = scored["clean"]
         for name in methods:
             report["methods"][name].update(scored["methods"][name])
     if recognizers:
-        report["recognizers"] = {
-            name: _verify_methods(model, clean, filled, occ_index, index, pairs,
-                                  (occ_a, occ_b), flip, batch_size)
-            for name, model in recognizers.items()}
+        cache = {} if clean_cache is None else clean_cache
+        report["recognizers"] = {}
+        for name, model in recognizers.items():
+            key = (name, bool(flip), tuple(all_keys))
+            report["recognizers"][name] = _verify_methods(
+                model, clean, filled, occ_index, index, pairs, (occ_a, occ_b), flip, batch_size,
+                emb_clean=cache.get(key))
+            cache[key] = report["recognizers"][name].pop("_emb_clean")
     if examples:
         report["examples"] = example_rows
     return report
 
 
 def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded, flip,
-                    batch_size):
+                    batch_size, emb_clean=None):
     """Verification of the pairs and identity similarity for each method's filled faces.
 
     ``clean`` (N, S, S, 3) are the un-occluded faces of ``pairs.unique_keys()`` (row ``index[key]``),
     ``filled[method]`` the same faces with the rows ``occ_index`` filled by that method, and
     ``occluded`` the (occ_a, occ_b) booleans of which side of each pair was occluded.
-    Returns ``{"clean": verification dict, "methods": {method: verification dict +
-    "identity_similarity"}}``.
+    ``emb_clean`` are the clean faces' embeddings when already known. Returns ``{"clean":
+    verification dict, "methods": {method: verification dict + "identity_similarity"},
+    "_emb_clean": the clean embeddings}``.
     """
     from occface.evaluation.embedding import as_embedding_model, embed_images
     from occface.evaluation.similarity import pair_scores
@@ -253,7 +263,8 @@ def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded
     model = as_embedding_model(recognizer)
     a_idx = np.array([index[k] for k in pairs.keys_a])
     b_idx = np.array([index[k] for k in pairs.keys_b])
-    emb_clean = embed_images(model, clean, batch_size=batch_size, flip=flip)
+    if emb_clean is None:
+        emb_clean = embed_images(model, clean, batch_size=batch_size, flip=flip)
 
     def verify(emb_filled):
         emb_a = np.where(occ_a[:, None], emb_filled[a_idx], emb_clean[a_idx])
@@ -264,7 +275,7 @@ def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded
     def unit(e):
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
-    out = {"clean": verify(emb_clean), "methods": {}}
+    out = {"clean": verify(emb_clean), "methods": {}, "_emb_clean": emb_clean}
     truth_unit = unit(emb_clean[occ_index])
     for name, faces in filled.items():
         emb = emb_clean.copy()

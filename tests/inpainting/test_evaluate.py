@@ -110,6 +110,20 @@ def test_evaluate_pairs_quality_and_verification(rng):
     q_true = quarter(np.stack([source.get(k)[0] for k in second]).astype(np.float32)).numpy()
     assert multi["recognizers"]["quarter"]["methods"]["OCC"]["identity_similarity"] == \
         pytest.approx(cosine(q_occ, q_true).mean(), abs=1e-5)
+    # a second kind with the clean embeddings cached: the same figures as without the cache
+    cache = {}
+    evaluate_inpainting_pairs(pairs, source, methods, seed=1, recognizers={"q": quarter},
+                              clean_cache=cache)
+    assert len(cache) == 1
+    cached = evaluate_inpainting_pairs(pairs, source, methods, kind="mask", seed=1,
+                                       recognizers={"q": quarter}, clean_cache=cache)
+    fresh = evaluate_inpainting_pairs(pairs, source, methods, kind="mask", seed=1,
+                                      recognizers={"q": quarter})
+    c, f = cached["recognizers"]["q"], fresh["recognizers"]["q"]
+    assert c["clean"]["accuracy"] == f["clean"]["accuracy"]
+    for name in methods:
+        for key in ("accuracy", "identity_similarity"):
+            assert c["methods"][name][key] == pytest.approx(f["methods"][name][key], abs=1e-6)
 
 
 def _write_faces(root, rng, n=3):
