@@ -254,6 +254,12 @@ def test_recognizer_rebuilt_from_its_export(tmp_path, faces):
             out = tf.reduce_sum(rebuilt(xt, training=False))
         return tape.gradient(out, xt)
     assert float(tf.reduce_max(tf.abs(input_gradient(tf.constant(x))))) > 0
+    # a cascade export holds the generator's variables too: the recognizer is still found
+    cdir = serving.export_model(tmp_path / "c", kind="cascade", recognizer=model,
+                                generator=_tiny_generator(16), inpaint_policy=True,
+                                aligned_size=16)
+    np.testing.assert_allclose(recognizer_from_export(cdir)(x, training=False).numpy(),
+                               model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
     wrong = dict(serving.read_metadata(vdir)["recognizer_config"], width=8)
     with pytest.raises(ValueError, match="shape"):
         recognizer_from_export(vdir, wrong)

@@ -322,8 +322,9 @@ def recognizer_from_export(path, config=None):
     from occface.models.recognizer import build_recognizer, upgrade_config
 
     version_dir = latest_version_dir(path)
+    metadata = read_metadata(version_dir)
     if config is None:
-        config = read_metadata(version_dir).get("recognizer_config")
+        config = metadata.get("recognizer_config")
         if config is None:
             raise ValueError(f"{version_dir} has no 'recognizer_config' in {METADATA_FILE}: pass "
                              "the build arguments (e.g. from the training flagfile) as config=")
@@ -345,7 +346,8 @@ def recognizer_from_export(path, config=None):
             stored[name] = var
     wanted = {v.path: v for v in model.variables if is_weight(v.path)}
     missing = sorted(set(wanted) - set(stored))
-    extra = sorted(set(stored) - set(wanted))
+    # a cascade export also holds its generator's variables: not the recognizer's to match
+    extra = [] if metadata.get("kind") == "cascade" else sorted(set(stored) - set(wanted))
     if missing or extra:
         raise ValueError(f"export {version_dir} does not hold this architecture: missing "
                          f"{missing[:5]}{'…' if len(missing) > 5 else ''} ({len(missing)}), "
