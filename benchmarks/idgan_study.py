@@ -177,7 +177,7 @@ def summarize(results_dir):
         print("no results yet")
         return
     kinds = list((ref or next(iter(next(iter(runs.values())).values())))["eval"])
-    table, verdicts = {}, []
+    table, verdicts, figs = {}, [], {}
 
     def figures(report, method, kind):
         row = report[kind]["methods"][method]
@@ -205,11 +205,11 @@ def summarize(results_dir):
                 m, h = mean_ci([per_seed[s][metric] for s in sorted(per_seed)])
                 row[metric] = {"mean": m, "ci95": h}
             table[f"{kind}/{arm}"] = row
-            runs[arm]["_figures_" + kind] = per_seed
+            figs[arm, kind] = per_seed
         for a, b in (("wid", "woid"), ("wid_large", "woid"), ("wid_large", "wid")):
             if a not in runs or b not in runs:
                 continue
-            fa, fb = runs[a]["_figures_" + kind], runs[b]["_figures_" + kind]
+            fa, fb = figs[a, kind], figs[b, kind]
             seeds = sorted(set(fa) & set(fb))
             for metric in fa[seeds[0]] if seeds else ():
                 v = paired_verdict([fa[s][metric] for s in seeds],
