@@ -225,9 +225,8 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
     for name in methods:
         report["methods"][name] = image_quality(filled[name][occ_index], truth)
     if recognizer is not None:
-        scored = _verify_methods(recognizer, clean, filled, occ_index, index, pairs,
-                                 (occ_a, occ_b), flip, batch_size)
-        del scored["_emb_clean"]
+        scored, _ = _verify_methods(recognizer, clean, filled, occ_index, index, pairs,
+                                    (occ_a, occ_b), flip, batch_size)
         report["clean"] = scored["clean"]
         for name in methods:
             report["methods"][name].update(scored["methods"][name])
@@ -236,10 +235,9 @@ def evaluate_inpainting_pairs(pairs, source, methods, recognizer=None, kind="blo
         report["recognizers"] = {}
         for name, model in recognizers.items():
             key = (name, bool(flip), tuple(all_keys))
-            report["recognizers"][name] = _verify_methods(
+            report["recognizers"][name], cache[key] = _verify_methods(
                 model, clean, filled, occ_index, index, pairs, (occ_a, occ_b), flip, batch_size,
                 emb_clean=cache.get(key))
-            cache[key] = report["recognizers"][name].pop("_emb_clean")
     if examples:
         report["examples"] = example_rows
     return report
@@ -252,9 +250,9 @@ def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded
     ``clean`` (N, S, S, 3) are the un-occluded faces of ``pairs.unique_keys()`` (row ``index[key]``),
     ``filled[method]`` the same faces with the rows ``occ_index`` filled by that method, and
     ``occluded`` the (occ_a, occ_b) booleans of which side of each pair was occluded.
-    ``emb_clean`` are the clean faces' embeddings when already known. Returns ``{"clean":
-    verification dict, "methods": {method: verification dict + "identity_similarity"},
-    "_emb_clean": the clean embeddings}``.
+    ``emb_clean`` are the clean faces' embeddings when already known. Returns ``({"clean":
+    verification dict, "methods": {method: verification dict + "identity_similarity"}},
+    the clean embeddings)``.
     """
     from occface.evaluation.embedding import as_embedding_model, embed_images
     from occface.evaluation.similarity import pair_scores
@@ -275,7 +273,7 @@ def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded
     def unit(e):
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
-    out = {"clean": verify(emb_clean), "methods": {}, "_emb_clean": emb_clean}
+    out = {"clean": verify(emb_clean), "methods": {}}
     truth_unit = unit(emb_clean[occ_index])
     for name, faces in filled.items():
         emb = emb_clean.copy()
@@ -286,7 +284,7 @@ def _verify_methods(recognizer, clean, filled, occ_index, index, pairs, occluded
         row["identity_similarity"] = float(np.mean(np.sum(unit(emb[occ_index]) * truth_unit,
                                                           axis=1)))
         out["methods"][name] = row
-    return out
+    return out, emb_clean
 
 
 def format_inpainting_table(report):
