@@ -23,5 +23,7 @@ setup(
         "absl-py>=2.1",
         "onnx>=1.16",
     ],
-    extras_require={"plot": ["matplotlib>=3.7"], "test": ["pytest>=8"]},
+    extras_require={"plot": ["matplotlib>=3.7"], "test": ["pytest>=8"],
+                    # dlib's ResNet as a peer recognizer (load_embedding_model("dlib"))
+                    "dlib": ["dlib-bin>=19.24", "face_recognition_models>=0.3"]},
 )

@@ -13,9 +13,12 @@ trained through it). Arms::
 
 Each run is scored on LFW folds 7–9 (0-based, identities no generator or evaluator trained on),
 one face of each pair occluded (one occlusion seed, the same holes for every method), for each
-occlusion kind, by every evaluator: ``demo`` (occface's IR-ResNet-18, never in any loss),
-``occ_ft`` (occface's occlusion fine-tune of the MobileFaceNet — shares R's pretraining, so not
-independent) and ``mbf`` (R itself, for reference). The rows that need no generator (GT, OCC,
+occlusion kind, by every evaluator: ``dlib`` (dlib's ResNet, :mod:`occface.models.dlib_peer`:
+strong and independent of R — other data, other code), ``demo`` (occface's IR-ResNet-18, never in
+any loss, weak), ``occ_ft`` (occface's occlusion fine-tune of the MobileFaceNet — shares R's
+pretraining, so not independent) and ``mbf`` (R itself, for reference). An evaluator added after
+a JSON was written is scored into it on the next run (``--rescore`` does only that; the fills
+are recomputed, and their PSNR must equal the stored one). The rows that need no generator (GT, OCC,
 Telea, NS) are scored once into ``reference.json``.
 
 Outputs (skipped when they exist, so the study resumes across sessions)::
@@ -29,6 +32,7 @@ Outputs (skipped when they exist, so the study resumes across sessions)::
 Usage::
 
     python benchmarks/idgan_study.py --seeds 0,1,2              # all arms, 3 seeds
+    python benchmarks/idgan_study.py --rescore                  # add a new evaluator's scores
     python benchmarks/idgan_study.py --summarize
 """
 
@@ -57,11 +61,14 @@ flags.DEFINE_string("data_dir", "runs/lfw112", "Aligned LFW (tools/prepare_datas
 flags.DEFINE_string("lfw_root", None, "LFW folder with pairs.txt (default: the shared data).")
 flags.DEFINE_string("onnx", None, "R's ONNX (default: the shared arcface_mbf_w600k).")
 flags.DEFINE_list("evaluators", ["demo=saved_models/lcd_ir18_w16_lfw",
-                                 "occ_ft=saved_models/arcface_mbf_occ_ft"],
-                  "name=path of the recognizers that score the rows (R is added as 'mbf').")
+                                 "occ_ft=saved_models/arcface_mbf_occ_ft", "dlib=dlib"],
+                  "name=path (any form load_embedding_model reads, or 'dlib') of the "
+                  "recognizers that score the rows (R is added as 'mbf').")
 flags.DEFINE_string("runs_dir", "runs/idgan_mbf", "Where warm-ups and generators are trained.")
 flags.DEFINE_string("results_dir", None, "Result JSONs (default benchmarks/results/idgan_mbf).")
 flags.DEFINE_bool("summarize", False, "Only write the summary of the JSONs there are.")
+flags.DEFINE_bool("rescore", False, "Only add the scores of evaluators missing from the JSONs "
+                  "there are (an evaluator added later), then summarize; no training.")
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "idgan_mbf"
 ARMS = ("woid", "wid", "wid_large")
@@ -162,6 +169,45 @@ def score(methods, recognizers):
     return out
 
 
+def rescore(results_dir, runs, scorers):
+    """Score the evaluators of ``scorers`` that a result JSON lacks into it (in place)."""
+    import json
+    from occface.inpainting.evaluate import inpainting_methods
+    from occface.utils import git_commit, write_json
+    for path in sorted(results_dir.glob("*.json")):
+        if path.name.startswith("summary"):
+            continue
+        meta = json.loads(path.read_text())
+        have = set.intersection(*(set(r.get("recognizers", {})) for r in meta["eval"].values()))
+        missing = [name for name in scorers if name not in have]
+        if not missing:
+            continue
+        if "arm" in meta:
+            gen = runs / f"{meta['arm']}_s{meta['seed']}" / "generator.keras"
+            if not gen.is_file():
+                print(f"rescore: {path.name} lacks {missing} but {gen} is gone; skipped")
+                continue
+            methods = inpainting_methods({meta["arm"]: str(gen)}, classical=(),
+                                         include_occ=False)
+        else:
+            methods = inpainting_methods()
+        t0 = time.time()
+        ev = score(methods, {name: scorers[name] for name in missing})
+        for kind, report in ev.items():
+            for method, row in report["methods"].items():
+                stored = meta["eval"][kind]["methods"][method]
+                if abs(row["psnr"] - stored["psnr"]) > 1e-3:
+                    sys.exit(f"idgan_study: rescoring {path.name} ({kind}, {method}) filled other "
+                             f"faces than the stored run: PSNR {row['psnr']:.4f} vs "
+                             f"{stored['psnr']:.4f}; not written")
+            meta["eval"][kind].setdefault("recognizers", {}).update(report["recognizers"])
+        meta.setdefault("rescored", []).append(
+            {"evaluators": missing, "git_commit": git_commit(), "seconds": time.time() - t0,
+             "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_json(path, meta)
+        print(f"rescored {path.name}: added {', '.join(missing)}")
+
+
 def summarize(results_dir):
     """Mean ± 95 % CI per row, and the paired verdicts of OCC < w/oID < wID."""
     import json
@@ -201,17 +247,26 @@ def summarize(results_dir):
         for arm, seeds in runs.items():
             per_seed = {s: figures(r["eval"], arm, kind) for s, r in seeds.items()}
             row = {"seeds": sorted(per_seed)}
-            for metric in next(iter(per_seed.values())):
+            # a metric every seed has (an evaluator may be missing until --rescore)
+            for metric in [k for k in next(iter(per_seed.values()))
+                           if all(k in f for f in per_seed.values())]:
                 m, h = mean_ci([per_seed[s][metric] for s in sorted(per_seed)])
                 row[metric] = {"mean": m, "ci95": h}
             table[f"{kind}/{arm}"] = row
             figs[arm, kind] = per_seed
-        for a, b in (("wid", "woid"), ("wid_large", "woid"), ("wid_large", "wid")):
-            if a not in runs or b not in runs:
+        if ref:  # a reference row is one deterministic number: the same for every seed
+            for method in REFERENCE_ROWS:
+                f = figures(ref["eval"], method, kind)
+                figs[method, kind] = {s: f for arm in runs for s in runs[arm]}
+        for a, b in (("wid", "woid"), ("wid_large", "woid"), ("wid_large", "wid"),
+                     ("woid", "OCC"), ("wid", "OCC"), ("wid_large", "OCC"),
+                     ("woid", "Telea"), ("wid", "Telea"), ("wid_large", "Telea")):
+            if (a, kind) not in figs or (b, kind) not in figs:
                 continue
             fa, fb = figs[a, kind], figs[b, kind]
             seeds = sorted(set(fa) & set(fb))
-            for metric in fa[seeds[0]] if seeds else ():
+            for metric in [k for k in (fa[seeds[0]] if seeds else ())
+                           if all(k in fa[s] and k in fb[s] for s in seeds)]:
                 v = paired_verdict([fa[s][metric] for s in seeds],
                                    [fb[s][metric] for s in seeds])
                 verdicts.append(dict(kind=kind, a=a, b=b, metric=metric, seeds=seeds, **v))
@@ -272,6 +327,11 @@ def main(argv):
         meta.update(eval=ev, eval_seconds=time.time() - t0)
         write_json(ref_path, meta)
         print(f"wrote {ref_path}")
+    scorers = scorers or evaluators(runs)
+    rescore(results_dir, runs, scorers)
+    if FLAGS.rescore:
+        summarize(results_dir)
+        return
     r_path = recognizer_path(runs)
     parser = None
     for seed in (int(s) for s in FLAGS.seeds):
@@ -290,7 +350,6 @@ def main(argv):
             result = train(cfg)
             train_seconds = time.time() - t0
             from occface.inpainting.evaluate import inpainting_methods
-            scorers = scorers or evaluators(runs)
             t0 = time.time()
             ev = score(inpainting_methods({arm: result["generator_path"]}, classical=(),
                                           include_occ=False), scorers)

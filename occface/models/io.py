@@ -8,7 +8,9 @@ Saved forms (:func:`resolve_model_path`)
     * a SavedModel directory (``saved_model.pb``), or a TF Serving base directory of numbered
       versions (``export_dir/<version>/``, the layout of :mod:`occface.serving.layout`): the
       highest version holding a ``saved_model.pb``;
-    * legacy: a directory whose ``export/``, ``saved_model/`` or ``savedmodel/`` holds one.
+    * legacy: a directory whose ``export/``, ``saved_model/`` or ``savedmodel/`` holds one;
+    * not a path: ``"dlib"`` names dlib's ResNet, an independent peer recognizer
+      (:mod:`occface.models.dlib_peer`; :func:`load_embedding_model` only).
 
 Loaders
     :func:`load_keras_model` (a ``keras.Model``; an occface ``embed`` export is rebuilt with
@@ -249,6 +251,8 @@ def load_embedding_model(path, checkpoint="auto"):
     Parameters
     ----------
     path : str or path-like
+        Also ``"dlib"`` (``"dlib:<file.dat>"``): dlib's ResNet, an independent peer
+        (:func:`occface.models.dlib_peer.dlib_embedding_model`, optional dependency).
     checkpoint : {"auto", "best", "last"}
         See :func:`resolve_model_path`.
 
@@ -266,6 +270,9 @@ def load_embedding_model(path, checkpoint="auto"):
     ValueError
         ``path`` exists but is not a model in a known format.
     """
+    from occface.models.dlib_peer import dlib_embedding_model, is_dlib_spec
+    if is_dlib_spec(path):
+        return dlib_embedding_model(path.partition(":")[2] or None)
     where = resolve_model_path(path, checkpoint)
     if where.format == "savedmodel":
         import tensorflow as tf
