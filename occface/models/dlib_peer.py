@@ -7,8 +7,8 @@ weights, training data or code with occface's recognizers or with insightface's 
 MobileFaceNet, which makes it the evaluator of choice when a model that was *in* a loss (ID-GAN's
 frozen recognizer) must not also be the judge.
 
-occface's faces are aligned to the ArcFace 112-px template (:data:`occface.data.alignment.
-ARCFACE_TEMPLATE_112`); dlib aligns its chips with its own 5-point rule (``get_face_chip``,
+occface's faces are aligned to the ArcFace 112-px template (``occface.data.alignment.
+ARCFACE_TEMPLATE_112``); dlib aligns its chips with its own 5-point rule (``get_face_chip``,
 padding 0.25). :data:`DLIB_CHIP_LANDMARKS` are the ArcFace template's five points in dlib's chip,
 so one fixed similarity warp turns an occface face into a dlib chip: every face (clean, occluded,
 inpainted) gets the same geometry, and no landmark detector runs on an occluded face.
@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-__all__ = ["DLIB_CHIP_SIZE", "DLIB_CHIP_LANDMARKS", "DLIB_SPEC", "arcface_to_dlib_matrix",
+__all__ = ["DLIB_CHIP_SIZE", "DLIB_CHIP_LANDMARKS", "ARCFACE112_TO_DLIB", "DLIB_SPEC", "arcface_to_dlib_matrix",
            "dlib_chips", "dlib_model_file", "dlib_embedding_model", "is_dlib_spec"]
 
 #: ``load_embedding_model`` name of this recognizer (``"dlib:/path/to/model.dat"`` names a file).
@@ -42,6 +42,11 @@ DLIB_CHIP_SIZE = 150
 DLIB_CHIP_LANDMARKS = np.array([[47.73, 43.41], [101.68, 43.37], [74.73, 74.22],
                                 [52.41, 105.70], [97.09, 105.67]], np.float64)
 
+#: The least-squares similarity (Umeyama, ``occface.data.alignment.similarity_transform``) from
+#: the ArcFace 112-px template to :data:`DLIB_CHIP_LANDMARKS`: scale 1.531, rotation -0.28°.
+ARCFACE112_TO_DLIB = np.array([[1.5310679381289625, -0.007399574896028851, -10.519821548178598],
+                               [0.007399574896028849, 1.5310679381289627, -36.025550662899064]])
+
 _MISSING = ("dlib is not installed (the 'dlib' peer recognizer needs: pip install dlib-bin "
             "face_recognition_models)")
 
@@ -54,13 +59,19 @@ def is_dlib_spec(path):
 def arcface_to_dlib_matrix(size=112):
     """The similarity warp from an ArcFace-aligned ``size`` × ``size`` face to dlib's chip.
 
+    :data:`ARCFACE112_TO_DLIB` with its linear part scaled by ``112 / size`` (the template
+    scales with the crop; the translation stays).
+
     Returns
     -------
     np.ndarray, float64, shape (2, 3)
         ``cv2.warpAffine`` matrix: chip point ``= M[:, :2] @ face point + M[:, 2]``.
     """
-    from occface.data.alignment import similarity_transform, template_landmarks
-    return similarity_transform(template_landmarks((size, size)), DLIB_CHIP_LANDMARKS)
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    m = ARCFACE112_TO_DLIB.copy()
+    m[:, :2] *= 112.0 / size
+    return m
 
 
 def dlib_chips(images):

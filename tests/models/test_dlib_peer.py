@@ -6,14 +6,20 @@ import sys
 import numpy as np
 import pytest
 
-from occface.data.alignment import ARCFACE_TEMPLATE_112, transform_points
-from occface.models.dlib_peer import (DLIB_CHIP_LANDMARKS, arcface_to_dlib_matrix, dlib_chips,
-                                      dlib_model_file, is_dlib_spec)
+from occface.data.alignment import ARCFACE_TEMPLATE_112, similarity_transform, transform_points
+from occface.models.dlib_peer import (ARCFACE112_TO_DLIB, DLIB_CHIP_LANDMARKS,
+                                      arcface_to_dlib_matrix, dlib_chips, dlib_model_file,
+                                      is_dlib_spec)
 from occface.models.io import load_embedding_model
 
 
 def test_warp_maps_the_template_onto_the_chip_points():
     m = arcface_to_dlib_matrix(112)
+    # the stored constant is the Umeyama fit of the template onto the measured chip points
+    np.testing.assert_allclose(ARCFACE112_TO_DLIB,
+                               similarity_transform(ARCFACE_TEMPLATE_112, DLIB_CHIP_LANDMARKS),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(m, ARCFACE112_TO_DLIB)
     got = transform_points(m, ARCFACE_TEMPLATE_112)
     # a least-squares similarity: every point within 1.5 px, the eye centre within 0.5 px
     assert np.abs(got - DLIB_CHIP_LANDMARKS).max() < 1.5
@@ -25,6 +31,7 @@ def test_warp_maps_the_template_onto_the_chip_points():
     m2 = arcface_to_dlib_matrix(224)
     np.testing.assert_allclose(m2[:, :2], m[:, :2] / 2, rtol=1e-9)
     np.testing.assert_allclose(m2[:, 2], m[:, 2], atol=1e-9)
+    np.testing.assert_allclose(transform_points(m2, 2 * ARCFACE_TEMPLATE_112), got, atol=1e-9)
 
 
 def test_chips_put_a_template_point_where_dlib_expects_it():
