@@ -32,7 +32,9 @@ from occface import choices, cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 PROG = "evaluate"
-flags.DEFINE_string("model", None, "A .keras file, a training model_dir, or a SavedModel dir.")
+flags.DEFINE_string("model", None, "A .keras file, a training model_dir, or a SavedModel dir; "
+                    "'dlib' = dlib's ResNet as a peer (pip install dlib-bin "
+                    "face_recognition_models).")
 flags.DEFINE_enum("checkpoint", "auto", ["auto", "best", "last"],
                   "For a model_dir: best/ checkpoint, last model.keras, or best when present.")
 flags.DEFINE_enum("protocol", "lfw", ["lfw", "bin", "ijbc", "megaface", "pairs", "rmfrd"],
@@ -102,7 +104,8 @@ def _check(argv):
     for flag in ("data_dir", "aligned_dir", "occluded_list"):
         if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
             cli.fail(PROG, f"data not found: --{flag} {FLAGS[flag].value}")
-    if not os.path.exists(FLAGS.model):
+    from occface.models.dlib_peer import is_dlib_spec
+    if not is_dlib_spec(FLAGS.model) and not os.path.exists(FLAGS.model):
         cli.fail(PROG, f"model not found: {FLAGS.model}")
 
 

@@ -71,8 +71,8 @@ flags.DEFINE_string("pairs", "", "LFW pairs.txt: run the pairs benchmark instead
 flags.DEFINE_string("pairs_folds", "", "0-based folds of --pairs to evaluate (e.g. 7-9); empty = "
                     "all.")
 flags.DEFINE_string("aligned_dir", "", "Aligned face tree with LFW's layout (Name/Name_0001.*).")
-flags.DEFINE_string("recognizer", "", "Recognizer for verification accuracy (.keras, model_dir or "
-                    "SavedModel); empty = PSNR/SSIM only.")
+flags.DEFINE_string("recognizer", "", "Recognizer for verification accuracy (.keras, model_dir, "
+                    "SavedModel or 'dlib'); empty = PSNR/SSIM only.")
 flags.DEFINE_enum("occlude", "one", ["one", "both"], "Pairs: occlude the second face (one) or "
                   "both faces.")
 flags.DEFINE_bool("flip", False, "Pairs: flip-test embeddings.")
@@ -270,7 +270,9 @@ def _check(argv):
             cli.parse_int_ranges(FLAGS.pairs_folds)
         except ValueError:
             _fail(f"bad --pairs_folds: {FLAGS.pairs_folds}", code=cli.USAGE_ERROR)
-        if FLAGS.recognizer and not os.path.exists(FLAGS.recognizer):
+        from occface.models.dlib_peer import is_dlib_spec
+        if FLAGS.recognizer and not is_dlib_spec(FLAGS.recognizer) \
+                and not os.path.exists(FLAGS.recognizer):
             _fail(f"--recognizer not found: {FLAGS.recognizer}")
     else:
         _mask_files(_image_files())

@@ -141,3 +141,25 @@ def test_rmfrd_fallback_has_no_landmarks_choice():
     assert r.returncode == 2
     assert r.stderr.splitlines() == ["evaluate: error: flag --rmfrd_fallback=landmarks: value "
                                      "should be one of <resize|center>"]
+
+
+def test_dlib_peer_on_real_pairs(tmp_path, data_root):
+    """``--model dlib``: dlib's ResNet through the same protocol (20 real LFW pairs)."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    import os
+    env = dict(os.environ, OCCFACE_DATA=str(data_root))
+    r = run_tool("--model", "dlib", "--protocol", "lfw", "--max_pairs", "20",
+                 "--output", tmp_path / "r.json", env=env)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())["report"]
+    assert rep["model"]["kind"] == "dlib" and rep["model"]["embedding_size"] == 128
+    # a wrong warp (or no alignment) costs dlib far more than 2 of 20 pairs
+    assert rep["n_pairs"] == 20 and rep["conditions"][0]["accuracy"] >= 0.9
+
+
+def test_dlib_missing_model_file_is_one_line():
+    r = run_tool("--model", "dlib:/nonexistent/model.dat")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == ("evaluate: error: dlib model file not found: "
+                                                 "/nonexistent/model.dat")
