@@ -72,6 +72,8 @@ flags.DEFINE_bool("rescore", False, "Only add the scores of evaluators missing f
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "idgan_mbf"
 ARMS = ("woid", "wid", "wid_large")
+#: clean_cache of every score() call in this process (keyed by evaluator and the faces)
+_CLEAN_EMBEDDINGS = {}
 #: the rows scored once (no generator)
 REFERENCE_ROWS = ("OCC", "Telea", "NS")
 
@@ -159,7 +161,7 @@ def score(methods, recognizers):
     from occface.inpainting.evaluate import evaluate_inpainting_pairs
     pairs = subset_pairs(lfw_pair_set(lfw_root(), image_root=FLAGS.data_dir), (7, 8, 9))
     source = FaceSource("aligned", FLAGS.image_size)
-    out, cache = {}, {}
+    out, cache = {}, _CLEAN_EMBEDDINGS  # the clean faces' embeddings: the same for every run
     for kind in FLAGS.kinds:
         report = evaluate_inpainting_pairs(pairs, source, methods, kind=kind,
                                            seed=FLAGS.occlusion_seed, occlude="one",
