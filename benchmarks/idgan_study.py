@@ -16,9 +16,11 @@ one face of each pair occluded (one occlusion seed, the same holes for every met
 occlusion kind, by every evaluator: ``dlib`` (dlib's ResNet, :mod:`occface.models.dlib_peer`:
 strong and independent of R — other data, other code), ``demo`` (occface's IR-ResNet-18, never in
 any loss, weak), ``occ_ft`` (occface's occlusion fine-tune of the MobileFaceNet — shares R's
-pretraining, so not independent) and ``mbf`` (R itself, for reference). An evaluator added after
-a JSON was written is scored into it on the next run (``--rescore`` does only that; the fills
-are recomputed, and their PSNR must equal the stored one). The rows that need no generator (GT, OCC,
+pretraining, so not independent) and ``mbf`` (R itself, for reference). ``--rescore`` scores an
+evaluator added after a JSON was written into it (the fills are recomputed, and their PSNR must
+equal the stored one). The test holes are drawn per image from ``(--occlusion_seed, image path)``
+with the path as ``--data_dir`` spells it: keep its spelling (default ``runs/lfw112``) for every
+run and rescore of one study, or the holes — and the PSNR check — differ. The rows that need no generator (GT, OCC,
 Telea, NS) are scored once into ``reference.json``.
 
 Outputs (skipped when they exist, so the study resumes across sessions)::
@@ -329,9 +331,8 @@ def main(argv):
         meta.update(eval=ev, eval_seconds=time.time() - t0)
         write_json(ref_path, meta)
         print(f"wrote {ref_path}")
-    scorers = scorers or evaluators(runs)
-    rescore(results_dir, runs, scorers)
     if FLAGS.rescore:
+        rescore(results_dir, runs, scorers or evaluators(runs))
         summarize(results_dir)
         return
     r_path = recognizer_path(runs)
