@@ -158,6 +158,8 @@ def evaluators(runs):
 
 def score(methods, recognizers):
     """``{kind: report}`` of :func:`evaluate_inpainting_pairs` on LFW folds 7–9."""
+    if not recognizers:  # a run scored by no evaluator says nothing about identity
+        raise ValueError("idgan_study.score: no evaluators to score with")
     from occface.evaluation import FaceSource, lfw_pair_set
     from occface.evaluation.heldout import subset_pairs
     from occface.inpainting.evaluate import evaluate_inpainting_pairs
@@ -353,6 +355,7 @@ def main(argv):
             result = train(cfg)
             train_seconds = time.time() - t0
             from occface.inpainting.evaluate import inpainting_methods
+            scorers = scorers or evaluators(runs)  # loaded once, after the first training run
             t0 = time.time()
             ev = score(inpainting_methods({arm: result["generator_path"]}, classical=(),
                                           include_occ=False), scorers)
