@@ -50,7 +50,8 @@ def test_forward_and_one_training_step(rng, builder):
     y = np.array([0, 1, 2, 1], "int32")
     emb = _np(rec(x))
     assert emb.shape == (4, 8) and np.isfinite(emb).all()
-    np.testing.assert_allclose(_np(rec.predict(x, verbose=0)), emb, rtol=1e-4, atol=1e-12)
+    # predict (compiled) and eager sum in different orders: float32 noise, scaled to |emb| ~ 1
+    np.testing.assert_allclose(_np(rec.predict(x, verbose=0)), emb, rtol=1e-4, atol=1e-5)
 
     # model.losses after a training pass: exactly Eq. 1 on the conv and Eq. 2 on the SR tensor
     feats = _np(keras.Model(rec.input, rec.get_layer(sr_at).output)(x, training=True))
