@@ -48,7 +48,7 @@ def test_bad_flags_give_one_line_errors(args, pattern):
 
 @pytest.mark.parametrize("name, expect", [
     ("cpu_lfw_r18w16_64.cfg", {"depth": 18, "width": 16, "input_size": 64, "variant": "lcd",
-                               "train_folds": "0-6", "val_folds": "7-9",
+                               "train_folds": "0-5", "val_folds": "6", "include_unpaired": True,
                                "min_images_per_identity": 3, "strategy": "default"}),
     ("paper_r50_ms1m_4gpu.cfg", {"depth": 50, "width": 64, "input_size": 112,
                                  "batch_size": 512, "strategy": "mirrored",
