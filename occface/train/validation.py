@@ -13,6 +13,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: Sub-folds a single validation fold is split into, so that thresholds stay out of fold.
+SINGLE_FOLD_SUBFOLDS = 5
+
 
 @dataclasses.dataclass
 class PairSet:
@@ -95,6 +98,10 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
         Aligned image tree ``<root>/Name/Name_0001.<ext>`` (or an LFW dir with
         ``lfw-deepfunneled/``); images are resized to ``image_size``.
     folds : iterable of int
+        One fold (the held-out protocol's validation fold) is split into
+        :data:`SINGLE_FOLD_SUBFOLDS` interleaved sub-folds of its pairs (pair ``i`` in sub-fold
+        ``i % 5``; LFW's same-then-different order gives each sub-fold both kinds), so that the
+        accuracy's thresholds are still chosen out of fold.
     image_size : int
     occlusions : iterable of str
         ``"none"`` for the clean set, or an occlusion kind of
@@ -122,6 +129,8 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
         if not 0 <= f < pairs.num_folds:
             raise ValueError(f"validation fold {f} out of range 0..{pairs.num_folds - 1}")
     sub = pairs.subset(pairs.fold_indices(folds))
+    fold_ids = (np.arange(len(sub.issame)) % SINGLE_FOLD_SUBFOLDS if len(folds) == 1
+                else np.asarray(sub.folds))
     if ext is None:
         a, _ = sub.image_paths(image_root)
         ext = None if pathlib.Path(a[0]).is_file() else ".png"
@@ -138,14 +147,14 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
     out = {}
     for kind in occlusions:
         if kind in ("none", "clean", ""):
-            out["clean"] = PairSet(images_a, images_b, sub.issame, sub.folds)
+            out["clean"] = PairSet(images_a, images_b, sub.issame, fold_ids)
             continue
         from occface.data import template_landmarks
         from occface.evaluation import occlude_face
         landmarks = template_landmarks(image_size)
         occluded_b = np.stack([occlude_face(img, landmarks, kind, seed=seed, key=path)[0]
                                for img, path in zip(images_b, paths_b)])
-        out[kind] = PairSet(images_a, occluded_b.astype(np.uint8), sub.issame, sub.folds)
+        out[kind] = PairSet(images_a, occluded_b.astype(np.uint8), sub.issame, fold_ids)
     return out
 
 
