@@ -20,7 +20,8 @@ import numpy as np
 from occface.evaluation.protocols import PairSet
 from occface.evaluation.roc import operating_point
 from occface.evaluation.similarity import pair_scores
-from occface.evaluation.verification import best_threshold, verification_accuracy
+from occface.evaluation.verification import (best_threshold, interleaved_folds,
+                                             verification_accuracy)
 
 #: Test conditions (one face of each pair occluded), as in the LCD study (issue 14).
 TEST_OCCLUSIONS = ("none", "mask", "sunglasses", "upper", "lower", "block")
@@ -29,7 +30,9 @@ TEST_OCCLUSIONS = ("none", "mask", "sunglasses", "upper", "lower", "block")
 def subset_pairs(pairs, folds):
     """The pairs of ``folds`` (0-based) of a :class:`PairSet`, renumbered ``0 .. k-1``.
 
-    A single fold is split into two contiguous halves (a :class:`PairSet` needs two folds).
+    A single fold is split into 5 interleaved sub-folds
+    (:func:`~occface.evaluation.verification.interleaved_folds`; a :class:`PairSet` needs two
+    folds, and each sub-fold must hold both genuine and impostor pairs for its fold-CV figure).
     """
     keep = np.isin(pairs.folds, list(folds))
     if not keep.any():
@@ -37,7 +40,7 @@ def subset_pairs(pairs, folds):
     idx = np.flatnonzero(keep)
     _, folds_new = np.unique(pairs.folds[idx], return_inverse=True)
     if folds_new.max() == 0:
-        folds_new = 2
+        folds_new = interleaved_folds(len(idx))
     return PairSet([pairs.keys_a[i] for i in idx], [pairs.keys_b[i] for i in idx],
                    pairs.issame[idx], folds_new, name=f"{pairs.name}[{','.join(map(str, folds))}]")
 

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["check_scores", "fold_ids", "best_threshold", "VerificationResult",
+__all__ = ["check_scores", "fold_ids", "interleaved_folds", "best_threshold", "VerificationResult",
            "verification_accuracy"]
 
 
@@ -48,6 +48,29 @@ def check_scores(scores, issame, need_both=True):
         if issame.all():
             raise ValueError("no impostor (issame=False) pairs among the scores")
     return scores, issame
+
+
+def interleaved_folds(n, k=5):
+    """Sub-folds of ONE protocol fold: pair ``i`` goes to sub-fold ``i % k``.
+
+    LFW's folds list their genuine pairs, then their impostors, so contiguous sub-folds would hold
+    one kind each and out-of-fold thresholds would be meaningless; interleaving gives every
+    sub-fold both kinds.
+
+    Parameters
+    ----------
+    n : int
+        Pairs in the fold (``n >= 2``).
+    k : int
+        Sub-folds wanted; fewer (``n``) when there are fewer pairs.
+
+    Returns
+    -------
+    np.ndarray, shape (n,), int
+    """
+    if n < 2:
+        raise ValueError(f"cannot split {n} pair(s) into sub-folds")
+    return np.arange(n) % min(int(k), n)
 
 
 def fold_ids(n, folds=10):

@@ -13,9 +13,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Sub-folds a single validation fold is split into, so that thresholds stay out of fold.
-SINGLE_FOLD_SUBFOLDS = 5
-
 
 @dataclasses.dataclass
 class PairSet:
@@ -98,9 +95,8 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
         Aligned image tree ``<root>/Name/Name_0001.<ext>`` (or an LFW dir with
         ``lfw-deepfunneled/``); images are resized to ``image_size``.
     folds : iterable of int
-        One fold (the held-out protocol's validation fold) is split into
-        :data:`SINGLE_FOLD_SUBFOLDS` interleaved sub-folds of its pairs (pair ``i`` in sub-fold
-        ``i % 5``; LFW's same-then-different order gives each sub-fold both kinds), so that the
+        One fold (the held-out protocol's validation fold) is split into 5 interleaved sub-folds
+        of its pairs (:func:`occface.evaluation.verification.interleaved_folds`), so that the
         accuracy's thresholds are still chosen out of fold.
     image_size : int
     occlusions : iterable of str
@@ -122,6 +118,7 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
     import pathlib
 
     from occface.data import read_lfw_pairs
+    from occface.evaluation.verification import interleaved_folds
 
     pairs = read_lfw_pairs(pairs_path)
     folds = sorted(set(int(f) for f in folds))
@@ -129,7 +126,7 @@ def lfw_validation_sets(pairs_path, image_root, folds, image_size, occlusions=("
         if not 0 <= f < pairs.num_folds:
             raise ValueError(f"validation fold {f} out of range 0..{pairs.num_folds - 1}")
     sub = pairs.subset(pairs.fold_indices(folds))
-    fold_ids = (np.arange(len(sub.issame)) % SINGLE_FOLD_SUBFOLDS if len(folds) == 1
+    fold_ids = (interleaved_folds(len(sub.issame)) if len(folds) == 1
                 else np.asarray(sub.folds))
     if ext is None:
         a, _ = sub.image_paths(image_root)

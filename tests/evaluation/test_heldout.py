@@ -28,6 +28,14 @@ def test_subset_pairs_renumbers_and_splits_a_single_fold():
     assert sub.keys_a == list("cdgh") and sub.folds.tolist() == [0, 0, 1, 1]
     one = subset_pairs(pairs, (2,))
     assert one.keys_a == ["e", "f"] and one.folds.tolist() == [0, 1]
+    # an LFW-like fold (genuine pairs first, then impostors): interleaved sub-folds, each with both
+    lfw = PairSet([f"a{i}" for i in range(12)], [f"b{i}" for i in range(12)],
+                  [1] * 5 + [0] * 5 + [1, 0], [0] * 10 + [1, 1])
+    sub = subset_pairs(lfw, (0,))
+    assert sub.folds.tolist() == [0, 1, 2, 3, 4] * 2
+    # its fold-CV accuracy on separable scores is 1 (contiguous halves, one kind each, gave 0)
+    scores = np.where(sub.issame, 0.8, 0.1)
+    assert score_condition(scores, sub.issame, sub.folds, 0.5)["fold_cv_accuracy"] == 1.0
     with pytest.raises(ValueError, match=r"no pair in folds \[7\]"):
         subset_pairs(pairs, (7,))
 

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from occface.train.validation import SINGLE_FOLD_SUBFOLDS, lfw_validation_sets
+from occface.train.validation import lfw_validation_sets
 
 
 def _lfw_tree(tmp_path, n=5, folds=2):
@@ -28,9 +28,9 @@ def test_one_validation_fold_is_split_into_interleaved_subfolds(tmp_path):
     pairs = _lfw_tree(tmp_path)
     one = lfw_validation_sets(pairs, tmp_path, [1], image_size=8)["clean"]
     # fold 1 alone: 10 pairs (5 same, then 5 different) in sub-folds i % 5
-    np.testing.assert_array_equal(one.folds, np.arange(10) % SINGLE_FOLD_SUBFOLDS)
+    np.testing.assert_array_equal(one.folds, np.arange(10) % 5)
     np.testing.assert_array_equal(one.issame, [True] * 5 + [False] * 5)
-    for k in range(SINGLE_FOLD_SUBFOLDS):  # every sub-fold holds one pair of each kind
+    for k in range(5):  # every sub-fold holds one pair of each kind
         assert sorted(one.issame[one.folds == k]) == [False, True]
     two = lfw_validation_sets(pairs, tmp_path, [0, 1], image_size=8)["clean"]
     np.testing.assert_array_equal(two.folds, [0] * 10 + [1] * 10)  # several folds: their own ids
