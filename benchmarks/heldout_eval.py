@@ -15,7 +15,6 @@ reads (``.keras``, a training ``model_dir``, an ``embed`` SavedModel; flip-test 
 does it). Writes the JSON and a ``.md`` table beside it.
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -23,9 +22,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-
-from occface.paths import data_root  # noqa: E402
-from occface.utils import run_metadata, write_json  # noqa: E402
 
 CONDITIONS = ("none", "mask", "sunglasses", "upper", "lower", "block")
 
@@ -61,31 +57,9 @@ def markdown(rows):
 
 
 def main():
-    root = data_root(required=False)
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", required=True, help="name=path,name=path,...")
-    p.add_argument("--aligned_dir", default="runs/lfw112")
-    p.add_argument("--lfw_root", default=str(root / "lfw") if root else None)
-    p.add_argument("--output", required=True, help="JSON to write (and a .md beside it).")
-    args = p.parse_args()
-    items = [m.split("=", 1) for m in args.models.split(",")]
-    bad = [m for m in items if len(m) != 2 or not os.path.exists(m[1])]
-    if bad:
-        sys.exit(f"heldout_eval: --models entry {'='.join(bad[0])!r} is not name=<existing path>")
-    if not args.lfw_root or not pathlib.Path(args.lfw_root, "pairs.txt").is_file():
-        sys.exit(f"heldout_eval: LFW pairs.txt not found under --lfw_root={args.lfw_root} "
-                 "(set OCCFACE_DATA)")
-    if not pathlib.Path(args.aligned_dir).is_dir():
-        sys.exit(f"heldout_eval: aligned LFW not found: --aligned_dir={args.aligned_dir} "
-                 "(run tools/prepare_dataset.py first, see the README)")
-    rows = {}
-    for name, path in items:
-        rows[name] = evaluate_model(path, args.aligned_dir, args.lfw_root)
-        print(f"{name}: done in {rows[name]['seconds']:.0f} s", flush=True)
-    md = markdown(rows)
-    write_json(args.output, {"rows": rows, **run_metadata(vars(args))})
-    pathlib.Path(args.output).with_suffix(".md").write_text(md)
-    print(md)
+    from benchmarks.model_table import run
+    run("heldout_eval", __doc__.splitlines()[0],
+        lambda path, args: evaluate_model(path, args.aligned_dir, args.lfw_root), markdown)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ training ``model_dir`` or an ``embed`` SavedModel):
 No flip-test for any model. Writes ``benchmarks/results/peer_table.json`` and ``.md``.
 """
 
-import argparse
 import os
 import pathlib
 import sys
@@ -26,8 +25,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from occface.paths import data_root  # noqa: E402
-from occface.utils import run_metadata, write_json  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 KINDS = ("mask", "sunglasses", "block")
@@ -76,23 +73,13 @@ def markdown(rows):
 
 
 def main():
+    from benchmarks.model_table import run
+    from occface.paths import data_root
     root = data_root(required=False)
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", required=True, help="name=path,name=path,...")
-    p.add_argument("--aligned_dir", default="runs/lfw112")
-    p.add_argument("--lfw_root", default=str(root / "lfw") if root else None)
-    p.add_argument("--rmfrd_dir", default=str(root / "rmfrd_subset") if root else None)
-    p.add_argument("--output", default=str(RESULTS / "peer_table.json"))
-    args = p.parse_args()
-    rows = {}
-    for item in args.models.split(","):
-        name, path = item.split("=", 1)
-        rows[name] = evaluate_model(path, args.aligned_dir, args.lfw_root, args.rmfrd_dir)
-        print(f"{name}: done in {rows[name]['seconds']:.0f} s", flush=True)
-    md = markdown(rows)
-    write_json(args.output, {"rows": rows, **run_metadata(vars(args))})
-    pathlib.Path(args.output).with_suffix(".md").write_text(md)
-    print(md)
+    run("peer_table", __doc__.splitlines()[0],
+        lambda path, args: evaluate_model(path, args.aligned_dir, args.lfw_root, args.rmfrd_dir),
+        markdown, default_output=str(RESULTS / "peer_table.json"),
+        extra_args=[("--rmfrd_dir", {"default": str(root / "rmfrd_subset") if root else None})])
 
 
 if __name__ == "__main__":
