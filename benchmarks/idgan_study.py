@@ -15,7 +15,9 @@ Each run is scored on LFW folds 7–9 (0-based, identities no generator or evalu
 one face of each pair occluded (one occlusion seed, the same holes for every method), for each
 occlusion kind, by every evaluator: ``dlib`` (dlib's ResNet, :mod:`occface.models.dlib_peer`:
 strong and independent of R — other data, other code), ``demo`` (occface's IR-ResNet-18, never in
-any loss, weak), ``occ_ft`` (occface's occlusion fine-tune of the MobileFaceNet — shares R's
+any loss, weak; the study in ``benchmarks/results/idgan_mbf`` was scored with the demo as of git
+``6707e24``, before its held-out retrain — new runs scored by today's demo are not comparable in that
+column), ``occ_ft`` (occface's occlusion fine-tune of the MobileFaceNet — shares R's
 pretraining, so not independent) and ``mbf`` (R itself, for reference). ``--rescore`` scores an
 evaluator added after a JSON was written into it (the fills are recomputed, and their PSNR must
 equal the stored one). The test holes are drawn per image from ``(--occlusion_seed, image path)``
