@@ -1,7 +1,7 @@
 """Any recognizers under the held-out protocol, side by side: threshold on fold 6, test folds 7–9.
 
     python benchmarks/heldout_eval.py --aligned_dir runs/lfw112 \\
-        --models "occface demo=saved_models/lcd_ir18_w16_lfw,insightface MBF=runs/mbf.keras" \\
+        --models "occface demo=saved_models/lcd_ir18_w16_lfw,insightface MBF=runs/mbf/model.keras" \\
         --output benchmarks/results/heldout_demo.json
 
 The protocol of ``REPRODUCTION.md`` (:func:`occface.evaluation.heldout.heldout_evaluation`):

@@ -1,6 +1,7 @@
 """The command line shared by the side-by-side model tables (``peer_table.py``, ``heldout_eval.py``).
 
-``--models "name=path,name=path"`` (a name may not hold ``,`` or ``=``), ``--aligned_dir``,
+``--models "name=path,name=path"`` (a name may not hold ``,`` or ``=``; ``dlib`` names dlib's
+recognizer), ``--aligned_dir``,
 ``--lfw_root`` and ``--output``; every model is scored by the table's ``evaluate(path, args)``,
 then the rows go to ``--output`` (JSON with the settings and git commit) and a ``.md`` beside it.
 A bad entry, a missing LFW or aligned tree is one line naming it and exit status 1.
@@ -43,7 +44,10 @@ def run(prog, description, evaluate, markdown, default_output=None, extra_args=(
         p.add_argument(flag, **kwargs)
     args = p.parse_args()
     items = [m.split("=", 1) for m in args.models.split(",")]
-    bad = [m for m in items if len(m) != 2 or not (os.path.exists(m[1]) or m[1].startswith("dlib"))]
+    # dlib specs as occface.models.dlib_peer.is_dlib_spec reads them; not imported here, because
+    # occface.models loads TensorFlow (4 s) before a mistyped path could be reported
+    bad = [m for m in items if len(m) != 2 or not (
+        os.path.exists(m[1]) or m[1] == "dlib" or m[1].startswith("dlib:"))]
     if bad:
         sys.exit(f"{prog}: --models entry {'='.join(bad[0])!r} is not name=<existing path>")
     if not args.lfw_root or not pathlib.Path(args.lfw_root, "pairs.txt").is_file():
