@@ -193,7 +193,7 @@ def _flat(run):
 def summarize(results_dir):
     """``summary.json`` / ``summary.md``: mean ± 95 % CI per arm and a verdict per claim."""
     import json
-    from occface.evaluation.stats import mean_ci, paired_verdict
+    from occface.evaluation.stats import claim_result, mean_ci, paired_verdict
     from occface.utils import write_json
     runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*_s*.json"))
             if not p.name.startswith("recipe_")]
@@ -217,8 +217,7 @@ def summarize(results_dir):
             if not seeds:
                 continue
             v = paired_verdict([sa[s][metric] for s in seeds], [sb[s][metric] for s in seeds])
-            holds = {"a > b": "holds", "a < b": "does not hold (reversed)"}.get(
-                v["verdict"], "inconclusive" if v["n"] < 3 else "does not hold")
+            holds = claim_result(v)
             verdicts.append(dict(claim=claim, a=a, b=b, recipe=rec, metric=metric, seeds=seeds,
                                  **v, result=holds))
     write_json(results_dir / "summary.json", {"arms": table, "claims": verdicts})

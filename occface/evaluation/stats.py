@@ -43,3 +43,25 @@ def paired_verdict(a, b):
     verdict = ("inconclusive (one seed)" if d.size < 2 else "a > b" if m - h > 0
                else "a < b" if m + h < 0 else "no significant difference")
     return {"mean_diff": m, "ci95": h, "n": int(d.size), "verdict": verdict}
+
+
+def claim_result(verdict, min_seeds=3):
+    """The study's word for a claim ``a > b`` given :func:`paired_verdict`'s output.
+
+    Parameters
+    ----------
+    verdict : dict
+        :func:`paired_verdict`'s result (``n`` and ``verdict`` are read).
+    min_seeds : int
+        Fewer paired seeds than this give ``"inconclusive"`` whatever the CI says.
+
+    Returns
+    -------
+    str
+        ``"holds"`` (CI above 0), ``"does not hold (reversed)"`` (CI below 0), ``"does not hold"``
+        (CI spans 0) or ``"inconclusive"`` (fewer than ``min_seeds`` seeds).
+    """
+    if verdict["n"] < min_seeds:
+        return "inconclusive"
+    return {"a > b": "holds", "a < b": "does not hold (reversed)"}.get(verdict["verdict"],
+                                                                        "does not hold")

@@ -5,7 +5,7 @@ import pytest
 from occface.evaluation.heldout import heldout_evaluation, score_condition, subset_pairs
 from occface.evaluation.protocols import PairSet
 from occface.evaluation.similarity import pair_scores
-from occface.evaluation.stats import mean_ci, paired_verdict
+from occface.evaluation.stats import claim_result, mean_ci, paired_verdict
 from occface.evaluation.verification import best_threshold
 
 
@@ -95,3 +95,13 @@ def test_mean_ci_and_paired_verdict_by_hand():
     assert paired_verdict([1.0, 2.0, 0.0], [1.0, 1.0, 1.0])["verdict"] == \
         "no significant difference"
     assert paired_verdict([1.0], [0.0])["verdict"] == "inconclusive (one seed)"
+
+
+def test_claim_result_needs_three_seeds_even_when_significant():
+    two = paired_verdict([9.0, 9.1], [0.0, 0.05])  # d = 9.0, 9.05: CI 9.025 ± 0.32 excludes 0
+    assert two["verdict"] == "a > b"
+    assert claim_result(two) == "inconclusive"
+    assert claim_result(two, min_seeds=2) == "holds"
+    assert claim_result(paired_verdict([1.0, 1.0, 1.1], [2.0, 2.1, 2.2])) == \
+        "does not hold (reversed)"
+    assert claim_result(paired_verdict([1.0, 2.0, 0.0], [1.0, 1.0, 1.0])) == "does not hold"
