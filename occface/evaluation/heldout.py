@@ -12,14 +12,17 @@ identities of folds 0–5 (plus people in no pair) is scored as follows:
     test folds; reported for comparison with papers, not used to choose anything);
   - ``tar_at_far``: TAR at FAR = 1e-2 with its exact operating point (900 impostor pairs in
     3 folds: one false accept is FAR 1.1e-3, so 1e-2 allows 9);
-  - mean genuine / impostor cosine (a collapsed model has impostor cosine near 1).
+  - mean genuine / impostor cosine (a collapsed model has impostor cosine near 1);
+
+  and, per occluded condition, ``eq8_image``: Eq. 8 of the LCD paper in its image-occlusion form
+  (:func:`occlusion_feature_robustness`).
 """
 
 import numpy as np
 
 from occface.evaluation.protocols import PairSet
 from occface.evaluation.roc import operating_point
-from occface.evaluation.similarity import pair_scores
+from occface.evaluation.similarity import feature_robustness, pair_scores
 from occface.evaluation.verification import (best_threshold, interleaved_folds,
                                              verification_accuracy)
 
@@ -50,6 +53,35 @@ def condition_scores(cache, pairs, occlusion="none", seed=0):
     emb_a = cache.get(list(pairs.keys_a), "none", 0)
     emb_b = cache.get(list(pairs.keys_b), occlusion, seed)
     return pair_scores(emb_a, emb_b)
+
+
+def occlusion_feature_robustness(cache, pairs, occlusions, occlusion_seeds=(0, 1, 2)):
+    """Eq. 8 (LCD paper), image-occlusion form, on the faces a test condition occludes.
+
+    For every occluded condition, the mean squared distance between the L2-normalised embeddings
+    of each pair's second face clean and occluded
+    (:func:`~occface.evaluation.similarity.feature_robustness`), averaged over occlusion seeds.
+    Lower is more robust; ``2 - 2 * mean cosine``, in ``[0, 4]``.
+
+    Parameters
+    ----------
+    cache : occface.evaluation.EmbeddingCache
+    pairs : PairSet
+        The test pairs; their ``keys_b`` are the faces occluded.
+    occlusions : sequence of str
+        Conditions; ``"none"`` is skipped.
+    occlusion_seeds : sequence of int
+
+    Returns
+    -------
+    dict
+        ``{condition: float}``.
+    """
+    keys = list(pairs.keys_b)
+    clean = cache.get(keys, "none", 0)
+    return {occ: float(np.mean([feature_robustness(clean, cache.get(keys, occ, s))
+                                for s in occlusion_seeds]))
+            for occ in occlusions if occ != "none"}
 
 
 def score_condition(scores, issame, folds, threshold, far=1e-2):
@@ -107,7 +139,8 @@ def heldout_evaluation(cache, pairs, val_folds=(6,), test_folds=(7, 8, 9),
     dict
         ``threshold``, ``validation`` (clean figures on the validation fold), ``test``:
         ``{condition: {"seeds": {seed: figures}, "mean": {figure: mean over seeds}}}`` and
-        ``gap`` (clean minus occluded accuracy per occluded condition).
+        ``gap`` (clean minus occluded accuracy per occluded condition) and ``eq8_image``
+        (:func:`occlusion_feature_robustness` on the test pairs).
     """
     if set(val_folds) & set(test_folds):
         raise ValueError(f"validation folds {list(val_folds)} and test folds "
@@ -130,4 +163,5 @@ def heldout_evaluation(cache, pairs, val_folds=(6,), test_folds=(7, 8, 9),
     if clean is not None:
         out["gap"] = {occ: clean - r["mean"]["accuracy"]
                       for occ, r in out["test"].items() if occ != "none"}
+    out["eq8_image"] = occlusion_feature_robustness(cache, test, occlusions, occlusion_seeds)
     return out

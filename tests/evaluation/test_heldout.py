@@ -81,6 +81,14 @@ def test_threshold_comes_from_validation_only():
     assert out["test"]["block"]["mean"]["accuracy"] == pytest.approx(np.mean(acc))
     assert out["gap"]["block"] == pytest.approx(out["test"]["none"]["mean"]["accuracy"]
                                                 - np.mean(acc))
+    # Eq. 8, image form: 2 - 2 cos(clean, occluded) of each test pair's second face, seed mean
+    clean = np.stack([emb[keys_b[i]] for i in test])
+    shift = np.array([0.0, 1.0])
+    want = np.mean([np.mean(2 - 2 * pair_scores(clean, clean + (0.3 + 0.1 * s) * shift))
+                    for s in (0, 1)])
+    assert set(out["eq8_image"]) == {"block"}
+    assert out["eq8_image"]["block"] == pytest.approx(want)
+    assert out["eq8_image"]["block"] > 0.0
     with pytest.raises(ValueError, match=r"validation folds \[2\] and test folds \[2, 3\] "
                                          r"overlap"):
         heldout_evaluation(cache, pairs, val_folds=(2,), test_folds=(2, 3))
