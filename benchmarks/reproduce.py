@@ -9,8 +9,9 @@ threshold; folds 7–9 are the test, read once per run (:mod:`occface.evaluation
 and with the second face of every pair occluded by a MaskTheFace mask, sunglasses, the upper or
 lower half, or a random block, each at occlusion seeds 0–2. The final model of every run is
 scored (no checkpoint is chosen). Each run also reports the channel locality of its stage-3
-features and Eq. 8 on stage-4 features under stage-3 channel dropout
-(:mod:`occface.evaluation.locality`).
+features, Eq. 8 on stage-4 features under stage-3 channel dropout
+(:mod:`occface.evaluation.locality`) and Eq. 8 in its image-occlusion form (``eq8_image``;
+``--rescore_eq8_image`` adds it to JSONs written before it existed, from their models).
 
 Claims and their arms (one recipe, ``--recipe``, for all):
 
