@@ -325,6 +325,10 @@ def main(argv):
         summarize(results_dir)
         return
     if FLAGS.rescore_eq8_image:
+        for flag, path in (("runs_dir", FLAGS.runs_dir), ("data_dir", FLAGS.data_dir)):
+            if not pathlib.Path(path).is_dir():
+                sys.exit(f"reproduce: --{flag}={path} is not a directory (--rescore_eq8_image "
+                         f"reads the models and the aligned faces there)")
         rescore_eq8_image(results_dir, FLAGS.runs_dir, FLAGS.data_dir, lfw_root,
                           [int(s) for s in FLAGS.occlusion_seeds])
         summarize(results_dir)
