@@ -12,6 +12,7 @@ import os
 import pathlib
 import sys
 
+from occface.choices import is_dlib_spec
 from occface.paths import data_root
 from occface.utils import run_metadata, write_json
 
@@ -44,10 +45,7 @@ def run(prog, description, evaluate, markdown, default_output=None, extra_args=(
         p.add_argument(flag, **kwargs)
     args = p.parse_args()
     items = [m.split("=", 1) for m in args.models.split(",")]
-    # dlib specs as occface.models.dlib_peer.is_dlib_spec reads them; not imported here, because
-    # occface.models loads TensorFlow (4 s) before a mistyped path could be reported
-    bad = [m for m in items if len(m) != 2 or not (
-        os.path.exists(m[1]) or m[1] == "dlib" or m[1].startswith("dlib:"))]
+    bad = [m for m in items if len(m) != 2 or not (os.path.exists(m[1]) or is_dlib_spec(m[1]))]
     if bad:
         sys.exit(f"{prog}: --models entry {'='.join(bad[0])!r} is not name=<existing path>")
     if not args.lfw_root or not pathlib.Path(args.lfw_root, "pairs.txt").is_file():

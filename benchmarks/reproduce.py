@@ -146,20 +146,25 @@ def run_config(arm, seed, recipe_name, steps, data_dir, lfw_root, model_dir):
     return cfg
 
 
+def _load(model_path, data_dir, lfw_root):
+    """``(model, LFW pairs, EmbeddingCache)`` of a trained run on the aligned faces."""
+    import keras
+    from occface.evaluation import EmbeddingCache, FaceSource, lfw_pair_set
+    import occface.layers  # noqa: F401  (registers occface's Keras objects for loading)
+    import occface.models  # noqa: F401
+    model = keras.saving.load_model(model_path, compile=False)
+    return (model, lfw_pair_set(lfw_root, image_root=data_dir),
+            EmbeddingCache(model, FaceSource("aligned", 112), batch_size=128))
+
+
 def evaluate_run(model_path, data_dir, lfw_root, occlusion_seeds, validation_only=False):
     """Held-out verification and the locality / Eq. 8 figures of a trained model."""
-    import keras
     import numpy as np
-    from occface.evaluation import EmbeddingCache, FaceSource, lfw_pair_set
     from occface.evaluation.heldout import (TEST_OCCLUSIONS, condition_scores, heldout_evaluation,
                                             score_condition, subset_pairs)
     from occface.evaluation.locality import channel_drop_robustness
     from occface.evaluation.verification import best_threshold
-    import occface.layers  # noqa: F401  (registers occface's Keras objects for loading)
-    import occface.models  # noqa: F401
-    model = keras.saving.load_model(model_path, compile=False)
-    pairs = lfw_pair_set(lfw_root, image_root=data_dir)
-    cache = EmbeddingCache(model, FaceSource("aligned", 112), batch_size=128)
+    model, pairs, cache = _load(model_path, data_dir, lfw_root)
     if validation_only:
         val = subset_pairs(pairs, (6,))
         scores = condition_scores(cache, val)
@@ -202,24 +207,18 @@ def rescore_eq8_image(results_dir, runs_dir, data_dir, lfw_root, occlusion_seeds
     test folds must match the JSON's to 1e-4, else the JSON is left as it is.
     """
     import json
-    import keras
     import numpy as np
-    from occface.evaluation import EmbeddingCache, FaceSource, lfw_pair_set
-    from occface.evaluation.heldout import (TEST_OCCLUSIONS, occlusion_feature_robustness,
-                                            subset_pairs)
-    from occface.evaluation.similarity import pair_scores
+    from occface.evaluation.heldout import (TEST_OCCLUSIONS, condition_scores,
+                                            occlusion_feature_robustness, subset_pairs)
     from occface.utils import git_commit, write_json
-    import occface.layers  # noqa: F401  (registers occface's Keras objects for loading)
-    import occface.models  # noqa: F401
-    test = subset_pairs(lfw_pair_set(lfw_root, image_root=data_dir), (7, 8, 9))
     for path in sorted(results_dir.glob("*_s*.json")):
         run = json.loads(path.read_text())
         model_path = pathlib.Path(runs_dir) / path.stem / "model.keras"
         if path.name.startswith("recipe_") or "eq8_image" in run or not model_path.is_file():
             continue
-        cache = EmbeddingCache(keras.saving.load_model(model_path, compile=False),
-                               FaceSource("aligned", 112), batch_size=128)
-        scores = pair_scores(cache.get(list(test.keys_a)), cache.get(list(test.keys_b)))
+        _, pairs, cache = _load(model_path, data_dir, lfw_root)
+        test = subset_pairs(pairs, run["test_folds"])
+        scores = condition_scores(cache, test)
         impostor = float(np.mean(scores[~test.issame]))
         if abs(impostor - run["mean_impostor_cosine"]) > 1e-4:
             print(f"{path.name}: model at {model_path} is not the scored one (impostor cosine "

@@ -30,3 +30,12 @@ OCCLUSION_CONDITIONS = ("none",) + OCCLUSION_KINDS
 (:data:`occface.evaluation.OCCLUSION_KINDS`)."""
 FINETUNE_ARMS = ("pretrained", "clean", "occlusion", "lcd", "lcd_occlusion")
 """Arms of the occlusion fine-tuning study (the keys of :data:`occface.train.finetune.ARMS`)."""
+
+DLIB_SPEC = "dlib"
+"""The recognizer name that selects dlib's ResNet (:mod:`occface.models.dlib_peer`) wherever a
+model path is accepted; ``"dlib:<model .dat file>"`` names its weights file."""
+
+
+def is_dlib_spec(path):
+    """Whether ``path`` names dlib's recognizer (``"dlib"`` or ``"dlib:<model .dat file>"``)."""
+    return isinstance(path, str) and (path == DLIB_SPEC or path.startswith(DLIB_SPEC + ":"))

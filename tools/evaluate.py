@@ -104,7 +104,7 @@ def _check(argv):
     for flag in ("data_dir", "aligned_dir", "occluded_list"):
         if FLAGS[flag].value and not os.path.exists(FLAGS[flag].value):
             cli.fail(PROG, f"data not found: --{flag} {FLAGS[flag].value}")
-    from occface.models.dlib_peer import is_dlib_spec
+    from occface.choices import is_dlib_spec
     if not is_dlib_spec(FLAGS.model) and not os.path.exists(FLAGS.model):
         cli.fail(PROG, f"model not found: {FLAGS.model}")
 

@@ -270,7 +270,7 @@ def _check(argv):
             cli.parse_int_ranges(FLAGS.pairs_folds)
         except ValueError:
             _fail(f"bad --pairs_folds: {FLAGS.pairs_folds}", code=cli.USAGE_ERROR)
-        from occface.models.dlib_peer import is_dlib_spec
+        from occface.choices import is_dlib_spec
         if FLAGS.recognizer and not is_dlib_spec(FLAGS.recognizer) \
                 and not os.path.exists(FLAGS.recognizer):
             _fail(f"--recognizer not found: {FLAGS.recognizer}")

@@ -24,11 +24,11 @@ import os
 
 import numpy as np
 
+from occface.choices import DLIB_SPEC, is_dlib_spec  # noqa: F401  (re-exported)
+
 __all__ = ["DLIB_CHIP_SIZE", "DLIB_CHIP_LANDMARKS", "ARCFACE112_TO_DLIB", "DLIB_SPEC", "arcface_to_dlib_matrix",
            "dlib_chips", "dlib_model_file", "dlib_embedding_model", "is_dlib_spec"]
 
-#: ``load_embedding_model`` name of this recognizer (``"dlib:/path/to/model.dat"`` names a file).
-DLIB_SPEC = "dlib"
 
 #: Side of dlib's face chip.
 DLIB_CHIP_SIZE = 150
@@ -49,11 +49,6 @@ ARCFACE112_TO_DLIB = np.array([[1.5310679381289625, -0.007399574896028851, -10.5
 
 _MISSING = ("dlib is not installed (the 'dlib' peer recognizer needs: pip install dlib-bin "
             "face_recognition_models)")
-
-
-def is_dlib_spec(path):
-    """Whether ``path`` names this recognizer (``"dlib"`` or ``"dlib:<model .dat file>"``)."""
-    return isinstance(path, str) and (path == DLIB_SPEC or path.startswith(DLIB_SPEC + ":"))
 
 
 def arcface_to_dlib_matrix(size=112):
